@@ -1,0 +1,42 @@
+"""Shared test configuration.
+
+The cuda backend is tested under the CUDA simulator in a separate pytest process
+(tests/test_cuda_sim.py starts it), because NUMBA_ENABLE_CUDASIM must be set before numba
+is imported and must not leak into the other tests.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+CUDASIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: the fast backends held equal to the reference in this process
+FAST_BACKENDS = ["cuda"] if CUDASIM else ["cpu"]
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(actual, desired, dtype):
+    """Equality within the one tolerance table (fastnn.kernels.TOLERANCES)."""
+    from fastnn.kernels import allclose, tolerance
+
+    actual = np.asarray(actual)
+    desired = np.asarray(desired)
+    assert actual.shape == desired.shape, (actual.shape, desired.shape)
+    if not allclose(actual, desired, dtype):
+        err = np.max(np.abs(actual.astype(np.float64) - desired.astype(np.float64)))
+        raise AssertionError(
+            f"not equal within rtol={tolerance(dtype)} ({np.dtype(dtype).name}): "
+            f"max abs diff {err:.3e}, max |desired| {np.max(np.abs(desired)):.3e}")
+
+
+@pytest.fixture(params=FAST_BACKENDS)
+def fast_backend(request):
+    from fastnn.backend import get_backend
+
+    return get_backend(request.param)

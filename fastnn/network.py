@@ -1,0 +1,415 @@
+"""Network: a stack of Dense layers and a loss, over one kernels backend.
+
+Forward propagation, for l = 1..L (rows are examples):
+    Z[l] = A[l-1] @ W[l] + b[l],   A[l] = g[l](Z[l]),   A[0] = X
+Backpropagation (the seeds' δ recurrence, delta accumulation and D = Δ/m + λΘ):
+    dZ[L] = (A[L] - Y) / m                       (fused with the loss: ``loss_grad``)
+    dW[l] = A[l-1].T @ dZ[l] + (l2/m) W[l],  db[l] = dZ[l].sum(0)
+    dZ[l-1] = (dZ[l] @ W[l].T) * g'[l-1](A[l-1])
+Cost:
+    J = mean loss + l2/(2m) Σ_l Σ W[l]²          (biases are never regularized)
+
+All parameters live in one unrolled vector θ = [W1.ravel(), b1, W2.ravel(), b2, ...]
+(the seeds' unrolling, for L-BFGS), and each (W, b) is a view into it; gradients likewise.
+Activation and delta buffers form a workspace per batch size, reused across steps, so a
+training step allocates nothing once its workspace exists.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from . import kernels
+from .backend import DEFAULT_BACKEND, get_backend
+from .layers import Dense
+from .losses import CLASSIFICATION, canonical, check_output_activation, prepare_targets
+from .optim import get_optimizer
+from .validation import as_features, check_dtype, check_int, check_real
+
+#: workspaces kept per network (batch sizes in use: the batch, the last partial batch,
+#: the validation set and one for inference)
+_MAX_WORKSPACES = 4
+
+
+class Workspace:
+    """The buffers of one batch size m: A[l] (m, n_l) per layer (the output layer's holds
+    Z), A_out (m, n_L) for the output activations, dZ[l] (m, n_l) per layer."""
+
+    def __init__(self, B, m, sizes, dtype):
+        self.m = m
+        self.A = [B.empty((m, n), dtype) for n in sizes[1:]]
+        self.A_out = B.empty((m, sizes[-1]), dtype)
+        self.dZ = [B.empty((m, n), dtype) for n in sizes[1:]]
+
+
+def _unrolled_views(theta, shapes):
+    """[(W, b)] views of a flat vector for layer shapes [(n_in, n_out)]."""
+    views, off = [], 0
+    for n_in, n_out in shapes:
+        W = theta[off:off + n_in * n_out].reshape(n_in, n_out)
+        off += n_in * n_out
+        b = theta[off:off + n_out]
+        off += n_out
+        views.append((W, b))
+    return views
+
+
+class Network:
+    """A fully connected network: ``Network([Dense(25, "sigmoid"), Dense(10, "sigmoid")],
+    n_inputs=400, loss="bce")``.
+
+    Parameters
+    ----------
+    layers : list of Dense
+        Hidden layers then the output layer.  Softmax is allowed on the output only.
+    n_inputs : int
+        Features per example (X has shape (m, n_inputs)).
+    loss : str or None
+        "bce" (sigmoid outputs: binary / multi-label), "cross_entropy" (softmax outputs),
+        "mse" or "mae" (regression).  None picks from the output activation:
+        softmax -> cross_entropy, sigmoid -> bce, otherwise mse.
+    dtype : "float32" (default) or "float64"
+        The dtype of parameters, activations and gradients.  Inputs are converted once.
+    backend : "cpu" (default, Numba), "reference" (NumPy) or "cuda" (numba.cuda)
+    seed : int or None
+        Seeds the random initialization (None: fresh entropy).
+    """
+
+    def __init__(self, layers, n_inputs, loss=None, dtype="float32", backend=DEFAULT_BACKEND,
+                 seed=None):
+        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
+            raise TypeError("layers must be a list of fastnn.Dense; got "
+                            f"{type(layers).__name__}")
+        if len(layers) == 0:
+            raise ValueError("layers must hold at least one Dense layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a fastnn.Dense; got {type(layer).__name__}")
+            if i < len(layers) - 1 and layer.activation == "softmax":
+                raise ValueError(f"layers[{i}]: softmax is allowed on the output layer only")
+        n_inputs = check_int(n_inputs, "n_inputs")
+        if loss is None:
+            loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(layers[-1].activation, "mse")
+        loss = canonical(loss)
+        check_output_activation(loss, layers[-1].activation)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        self.layers = list(layers)
+        self.n_inputs = n_inputs
+        self.loss = loss
+        self.dtype = check_dtype(dtype)
+        self.seed = seed
+        self._bind(backend)
+        rng = np.random.default_rng(seed)
+        host = np.zeros(self._n_params, dtype=self.dtype)
+        for (W, b), layer, (n_in, _) in zip(_unrolled_views(host, self._shapes), self.layers,
+                                            self._shapes):
+            W[...] = layer.initial_W(n_in, rng, self.dtype)
+        self._set_theta(host)
+
+    # ------------------------------------------------------------------ construction
+    def _bind(self, backend):
+        """Attach a backend: derived sizes and per-layer kernel arguments."""
+        self._B = get_backend(backend)
+        self.backend = backend
+        self.sizes = [self.n_inputs] + [layer.units for layer in self.layers]
+        self._shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        self._n_params = sum(n_in * n_out + n_out for n_in, n_out in self._shapes)
+        self._loss_code = kernels.LOSSES[self.loss]
+        out = self.layers[-1]
+        self._out_act, self._out_alpha = out.act, out.alpha
+        self._workspaces = OrderedDict()
+        self._opt = None
+        self._opt_state = None
+
+    def _set_theta(self, host_theta):
+        B = self._B
+        self._theta = B.to_device(np.ascontiguousarray(host_theta, dtype=self.dtype))
+        self._grad = B.zeros((self._n_params,), self.dtype)
+        self._Wb = _unrolled_views(self._theta, self._shapes)
+        self._dWb = _unrolled_views(self._grad, self._shapes)
+        acts = [(layer.act, layer.alpha) for layer in self.layers]
+        # per layer: (W, b, dW, db, act used in the training forward, act, alpha)
+        self._plan = [
+            (W, b, dW, db, kernels.IDENTITY if i == len(acts) - 1 else act, act, alpha)
+            for i, ((W, b), (dW, db), (act, alpha)) in enumerate(zip(self._Wb, self._dWb, acts))
+        ]
+        self._opt_state = None  # optimizer moments belong to the old θ
+
+    def _workspace(self, m):
+        ws = self._workspaces.get(m)
+        if ws is None:
+            ws = Workspace(self._B, m, self.sizes, self.dtype)
+            self._workspaces[m] = ws
+            while len(self._workspaces) > _MAX_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        else:
+            self._workspaces.move_to_end(m)
+        return ws
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def n_outputs(self):
+        return self.sizes[-1]
+
+    @property
+    def params(self):
+        """[(W, b)] per layer: host copies, W (n_in, n_out), b (n_out,)."""
+        theta = self.get_flat_params()
+        return [(W.copy(), b.copy()) for W, b in _unrolled_views(theta, self._shapes)]
+
+    def set_params(self, params):
+        """Replace every (W, b); shapes must match the architecture, values must be finite.
+
+        Float arrays of either precision are accepted and cast to the network's dtype.
+        """
+        if not isinstance(params, (list, tuple)) or len(params) != len(self._shapes):
+            raise ValueError(f"params must be a list of {len(self._shapes)} (W, b) pairs")
+        host = np.empty(self._n_params, dtype=self.dtype)
+        for i, (pair, (W_dst, b_dst), (n_in, n_out)) in enumerate(
+                zip(params, _unrolled_views(host, self._shapes), self._shapes)):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"params[{i}] must be a (W, b) pair")
+            for name, value, dst, shape in (("W", pair[0], W_dst, (n_in, n_out)),
+                                            ("b", pair[1], b_dst, (n_out,))):
+                value = np.asarray(value)
+                if value.dtype.kind != "f":
+                    raise TypeError(f"params[{i}] {name} must be a float array; got dtype {value.dtype}")
+                if value.shape != shape:
+                    raise ValueError(f"params[{i}] {name} must have shape {shape}; got {value.shape}")
+                if not np.isfinite(value).all():
+                    raise ValueError(f"params[{i}] {name} contains NaN or Inf")
+                dst[...] = value
+        self._set_theta(host)
+
+    def get_flat_params(self):
+        """θ: every W (row-major) then its b, layer by layer, as a new 1-D host array."""
+        return self._B.to_host(self._theta)
+
+    def set_flat_params(self, theta):
+        """Set θ from a 1-D array of count_params() finite values."""
+        theta = np.asarray(theta)
+        if theta.dtype.kind not in "fiu":
+            raise TypeError(f"theta must be a float array; got dtype {theta.dtype}")
+        if theta.ndim != 1 or theta.shape[0] != self._n_params:
+            raise ValueError(f"theta must have shape ({self._n_params},); got {theta.shape}")
+        if not np.isfinite(theta).all():
+            raise ValueError("theta contains NaN or Inf")
+        self._set_theta(theta)
+
+    def _write_theta(self, theta):
+        """Overwrite θ in place (the views W, b stay valid) from a host vector."""
+        theta = np.ascontiguousarray(theta, dtype=self.dtype)
+        if self.backend == "cuda":
+            self._theta.copy_to_device(theta)
+        else:
+            self._theta[...] = theta
+
+    def count_params(self):
+        return self._n_params
+
+    # ------------------------------------------------------------------ inputs
+    def _X(self, X, name="X"):
+        return as_features(X, self.n_inputs, self.dtype, name)
+
+    def _XY(self, X, Y, xname="X", yname="Y"):
+        X = self._X(X, xname)
+        return X, prepare_targets(Y, self.loss, self.n_outputs, X.shape[0], self.dtype, yname)
+
+    # ------------------------------------------------------------------ compute (backend arrays)
+    def _forward_output(self, X):
+        """Inference: the output activations of backend array X, in the workspace."""
+        B = self._B
+        ws = self._workspace(X.shape[0])
+        A_prev = X
+        for (W, b, _, _, _, act, alpha), A in zip(self._plan, ws.A):
+            B.linear_forward(A_prev, W, b, act, alpha, A)
+            A_prev = A
+        return A_prev
+
+    def _cost_and_grad(self, X, Y, l2):
+        """J and, in self._grad, dJ/dθ for backend arrays X (m, n_0), Y (m, n_L)."""
+        B = self._B
+        plan = self._plan
+        ws = self._workspace(X.shape[0])
+        A_prev = X
+        for (W, b, _, _, fwd_act, _, alpha), A in zip(plan, ws.A):
+            B.linear_forward(A_prev, W, b, fwd_act, alpha, A)
+            A_prev = A
+        J = B.loss_grad(A_prev, Y, self._out_act, self._out_alpha, self._loss_code, ws.A_out,
+                        ws.dZ[-1])
+        for i in range(len(plan) - 1, -1, -1):
+            W, _, dW, db, _, _, _ = plan[i]
+            A_prev = ws.A[i - 1] if i else X
+            B.accumulate_delta(A_prev, ws.dZ[i], W, l2, dW, db)
+            if i:
+                _, _, _, _, _, act, alpha = plan[i - 1]
+                B.activation_backward(ws.dZ[i], W, A_prev, act, alpha, ws.dZ[i - 1])
+        if l2:
+            J += self._penalty(l2, X.shape[0])
+        return J
+
+    def _cost_only(self, X, Y, l2):
+        B = self._B
+        ws = self._workspace(X.shape[0])
+        A_prev = X
+        for (W, b, _, _, fwd_act, _, alpha), A in zip(self._plan, ws.A):
+            B.linear_forward(A_prev, W, b, fwd_act, alpha, A)
+            A_prev = A
+        J = B.loss_grad(A_prev, Y, self._out_act, self._out_alpha, self._loss_code, ws.A_out,
+                        ws.dZ[-1])
+        if l2:
+            J += self._penalty(l2, X.shape[0])
+        return J
+
+    def _penalty(self, l2, m):
+        return l2 / (2.0 * m) * sum(self._B.sum_squares(W) for W, _ in self._Wb)
+
+    def _update(self, optimizer):
+        if self._opt is not optimizer or self._opt_state is None:
+            self._opt = optimizer
+            self._opt_state = optimizer.init_state(self._B, self._n_params, self.dtype)
+        optimizer.update(self._B, self._theta, self._grad, self._opt_state)
+
+    def _step_device(self, X, Y, optimizer, l2):
+        J = self._cost_and_grad(X, Y, l2)
+        self._update(optimizer)
+        return J
+
+    # ------------------------------------------------------------------ public compute
+    def forward(self, X):
+        """The output activations A[L] = g(... g(X @ W1 + b1) ...), shape (m, n_outputs)."""
+        (X,) = self._device(self._X(X))
+        return self._B.to_host(self._forward_output(X))
+
+    def cost(self, X, Y, l2=0.0):
+        """J = mean loss over the m examples + l2/(2m) Σ W² (see fastnn.losses)."""
+        l2 = check_real(l2, "l2")
+        X, Y = self._device(*self._XY(X, Y))
+        return float(self._cost_only(X, Y, l2))
+
+    def gradients(self, X, Y, l2=0.0):
+        """[(dW, db)] = [(dJ/dW, dJ/db)] per layer for the cost J(X, Y, l2): host arrays."""
+        l2 = check_real(l2, "l2")
+        X, Y = self._device(*self._XY(X, Y))
+        self._cost_and_grad(X, Y, l2)
+        grad = self._B.to_host(self._grad)
+        return [(dW.copy(), db.copy()) for dW, db in _unrolled_views(grad, self._shapes)]
+
+    def step(self, X, Y, optimizer, l2=0.0):
+        """One forward + backward + update on this batch; returns the cost before the update."""
+        optimizer = get_optimizer(optimizer)
+        l2 = check_real(l2, "l2")
+        X, Y = self._device(*self._XY(X, Y))
+        return float(self._step_device(X, Y, optimizer, l2))
+
+    def _device(self, *arrays):
+        """Host arrays (already validated) -> backend arrays (no copy on CPU backends)."""
+        if self.backend == "cuda":
+            return tuple(self._B.to_device(a) for a in arrays)
+        return arrays
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax rows (cross_entropy) or sigmoid outputs (bce)."""
+        if self.loss not in CLASSIFICATION:
+            raise ValueError(f"predict_proba needs a classification loss (bce, cross_entropy); "
+                             f"this network's loss is {self.loss!r}")
+        return self.forward(X)
+
+    def predict(self, X):
+        """Class labels (m,) for cross_entropy and single-output bce; 0/1 indicators (m, k)
+        for multi-output bce; the output values (m, n_outputs) for regression."""
+        A = self.forward(X)
+        if self.loss == "cross_entropy":
+            return A.argmax(axis=1)
+        if self.loss == "bce":
+            labels = (A > 0.5).astype(np.int64)
+            return labels[:, 0] if self.n_outputs == 1 else labels
+        return A
+
+    def evaluate(self, X, Y, l2=0.0):
+        """{"loss": J} plus {"accuracy": ...} for classification (exact match per example)."""
+        l2 = check_real(l2, "l2")
+        Xc, Yc = self._XY(X, Y)
+        result = {"loss": float(self._cost_only(*self._device(Xc, Yc), l2))}
+        if self.loss in CLASSIFICATION:
+            result["accuracy"] = accuracy(self._B.to_host(self._workspace(Xc.shape[0]).A_out),
+                                          Yc, self.loss)
+        return result
+
+    def fit(self, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0,
+            validation_data=None, early_stopping=False, progress=True, seed=None, shuffle=True,
+            min_delta=0.0, restore_best=True, callbacks=None):
+        """Train; returns a History.  See fastnn.train.fit for every argument."""
+        from .train import fit
+
+        return fit(self, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, l2=l2,
+                   validation_data=validation_data, early_stopping=early_stopping,
+                   progress=progress, seed=seed, shuffle=shuffle, min_delta=min_delta,
+                   restore_best=restore_best, callbacks=callbacks)
+
+    # ------------------------------------------------------------------ backends, io
+    def to(self, backend):
+        """Move the network to another backend (parameters copied; optimizer state reset)."""
+        theta = self.get_flat_params()
+        self._bind(backend)
+        self._set_theta(theta)
+        return self
+
+    def get_config(self):
+        return {"layers": [layer.get_config() for layer in self.layers], "n_inputs": self.n_inputs,
+                "loss": self.loss, "dtype": self.dtype.name, "seed": self.seed}
+
+    def save(self, path):
+        """Save architecture and parameters to one file at `path` (see fastnn.io)."""
+        from .io import save
+
+        save(self, path)
+
+    def copy(self, backend=None):
+        """An independent network with the same architecture and parameters."""
+        cfg = self.get_config()
+        net = Network([Dense(**c) for c in cfg["layers"]], cfg["n_inputs"], loss=cfg["loss"],
+                      dtype=cfg["dtype"], backend=backend or self.backend, seed=0)
+        net.seed = self.seed
+        net.set_flat_params(self.get_flat_params())
+        return net
+
+    def __getstate__(self):
+        return {"config": self.get_config(), "backend": self.backend,
+                "theta": self.get_flat_params()}
+
+    def __setstate__(self, state):
+        cfg = state["config"]
+        self.__init__([Dense(**c) for c in cfg["layers"]], cfg["n_inputs"], loss=cfg["loss"],
+                      dtype=cfg["dtype"], backend=state["backend"], seed=0)
+        self.seed = cfg["seed"]
+        self.set_flat_params(state["theta"])
+
+    def summary(self, print_fn=print):
+        """Print (and return) a table of layers, output shapes and parameter counts."""
+        rows = [("Layer", "Activation", "W shape", "b shape", "Output", "Params")]
+        for i, (layer, (n_in, n_out)) in enumerate(zip(self.layers, self._shapes)):
+            rows.append((f"dense_{i}", layer.activation, f"({n_in}, {n_out})", f"({n_out},)",
+                         f"(m, {n_out})", f"{n_in * n_out + n_out:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        line = "  ".join("-" * w for w in widths)
+        fmt = [r[0].ljust(widths[0]) + "  " + "  ".join(
+            c.rjust(w) if j == 4 else c.ljust(w) for j, (c, w) in enumerate(zip(r[1:], widths[1:]), 1))
+            for r in rows]
+        text = "\n".join([f"Network: {self.n_inputs} inputs, loss={self.loss!r}, "
+                          f"dtype={self.dtype.name}, backend={self.backend!r}", fmt[0], line,
+                          *fmt[1:], line, f"Total params: {self._n_params:,}"])
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        return (f"Network({self.layers!r}, n_inputs={self.n_inputs}, loss={self.loss!r}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+
+def accuracy(A, Y, loss):
+    """Fraction of examples whose predicted label(s) all equal the target(s)."""
+    if loss == "cross_entropy":
+        return float(np.mean(A.argmax(axis=1) == Y.argmax(axis=1)))
+    return float(np.mean(np.all((A > 0.5) == (Y > 0.5), axis=1)))

@@ -1,0 +1,309 @@
+"""The training loop: shuffling, mini-batches, validation, early stopping, progress.
+
+Batch, mini-batch and stochastic gradient descent are one loop with batch_size = m, k, 1.
+Each epoch draws a permutation from a seeded generator and gathers X and Y into two
+buffers made once per fit, so every mini-batch is a contiguous slice (no copy per step).
+"""
+import math
+import time
+
+import numpy as np
+
+from .losses import CLASSIFICATION
+from .network import accuracy
+from .optim import LBFGS, get_optimizer
+from .validation import check_int, check_real
+
+
+class TrainingDiverged(FloatingPointError):
+    """The cost became NaN or Inf.  ``.history`` holds the epochs completed before it; the
+    network keeps the last parameters that gave a finite cost."""
+
+    def __init__(self, message, history=None, epoch=None, batch=None):
+        super().__init__(message)
+        self.history = history
+        self.epoch = epoch
+        self.batch = batch
+
+
+class History:
+    """Per-epoch records of a fit: ``history["loss"]``, ``["val_loss"]``, ``["val_accuracy"]``.
+
+    loss is the mean training cost over the epoch's batches (L2 term included), weighted by
+    batch size; val_loss is the mean loss on validation_data (no L2 term).
+    """
+
+    def __init__(self):
+        self.history = {"loss": [], "val_loss": [], "val_accuracy": [], "time": []}
+        self.epoch = []
+        self.best_epoch = None
+        self.stopped_early = False
+        self.stop_reason = None
+
+    def _record(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key in self.history:
+            if key in logs:
+                self.history[key].append(logs[key])
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    @property
+    def loss(self):
+        return self.history["loss"]
+
+    @property
+    def val_loss(self):
+        return self.history["val_loss"]
+
+    @property
+    def val_accuracy(self):
+        return self.history["val_accuracy"]
+
+    def __len__(self):
+        return len(self.epoch)
+
+    def __repr__(self):
+        last = f", loss={self.loss[-1]:.4g}" if self.loss else ""
+        return f"History(epochs={len(self)}{last})"
+
+    def plot(self, path=None, ax=None):
+        """Draw loss (and val_loss, val_accuracy) per epoch; save to `path` if given.
+
+        Needs matplotlib (``pip install 'fastnn[plot]'``).  Returns the matplotlib Figure.
+        """
+        try:
+            import matplotlib
+            if path is not None and ax is None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'fastnn[plot]'") from None
+        if not self.epoch:
+            raise ValueError("History is empty: nothing was trained")
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 4))
+        else:
+            fig = ax.figure
+        ax.plot(self.epoch, self.loss, label="loss", color="tab:blue")
+        if self.val_loss:
+            ax.plot(self.epoch[:len(self.val_loss)], self.val_loss, label="val_loss",
+                    color="tab:orange")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        handles, labels = ax.get_legend_handles_labels()
+        if self.val_accuracy:
+            ax2 = ax.twinx()
+            ax2.plot(self.epoch[:len(self.val_accuracy)], self.val_accuracy, label="val_accuracy",
+                     color="tab:green", linestyle="--")
+            ax2.set_ylabel("validation accuracy")
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, loc="best")
+        ax.set_title("fastnn training")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
+
+
+def _validation(net, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("validation_data must be a pair (X_val, Y_val)")
+    Xv, Yv = net._XY(validation_data[0], validation_data[1], "validation_data X",
+                     "validation_data Y")
+    return net._device(Xv, Yv)
+
+
+def _evaluate(net, val):
+    Xv, Yv = val
+    logs = {"val_loss": float(net._cost_only(Xv, Yv, 0.0))}
+    if net.loss in CLASSIFICATION:
+        A = net._B.to_host(net._workspace(Xv.shape[0]).A_out)
+        logs["val_accuracy"] = accuracy(A, net._B.to_host(Yv), net.loss)
+    return logs
+
+
+def _patience(early_stopping):
+    if early_stopping is False or early_stopping is None:
+        return None
+    if early_stopping is True:
+        return 10
+    return check_int(early_stopping, "early_stopping (patience)", minimum=1)
+
+
+class _Progress:
+    def __init__(self, enabled, total, desc):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=True, dynamic_ncols=True)
+
+    def update(self, logs):
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
+                                 refresh=False)
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validation_data=None,
+        early_stopping=False, progress=True, seed=None, shuffle=True, min_delta=0.0,
+        restore_best=True, callbacks=None):
+    """Train `net` on (X, Y); returns a History (also kept as ``net.history``).
+
+    optimizer       fn.SGD(...), fn.Adam(...), fn.LBFGS(...) or "sgd" | "adam" | "lbfgs"
+    epochs          passes over the data (default 10); L-BFGS: iterations (default its maxiter)
+    batch_size      examples per step: m (None) is batch GD, 1 is stochastic GD
+    l2              λ: adds l2/(2m) Σ W² to J and (l2/m) W to dW; biases are spared
+    validation_data (X_val, Y_val), evaluated after every epoch
+    early_stopping  False, True (patience 10) or a patience in epochs: stop when the
+                    monitored loss (val_loss if validation_data, else loss) has not improved
+                    by more than min_delta for that many epochs
+    restore_best    with early stopping, end with the parameters of the best epoch
+    progress        show a tqdm progress bar
+    seed            seeds the shuffling (default: the network's seed)
+    callbacks       callables f(epoch, logs) -> truthy to stop training
+    """
+    optimizer = get_optimizer(optimizer)
+    if epochs is None:
+        epochs = optimizer.maxiter if isinstance(optimizer, LBFGS) else 10
+    epochs = check_int(epochs, "epochs")
+    l2 = check_real(l2, "l2")
+    min_delta = check_real(min_delta, "min_delta")
+    patience = _patience(early_stopping)
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
+    for name, flag in (("progress", progress), ("shuffle", shuffle), ("restore_best", restore_best)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool; got {flag!r}")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables f(epoch, logs); got {cb!r}")
+    X, Y = net._XY(X, Y)
+    m = X.shape[0]
+    batch_size = m if batch_size is None else min(check_int(batch_size, "batch_size"), m)
+    val = _validation(net, validation_data)
+    history = History()
+    net.history = history
+    if isinstance(optimizer, LBFGS):
+        return _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks)
+
+    rng = np.random.default_rng(net.seed if seed is None else seed)
+    Xs, Ys = (np.empty_like(X), np.empty_like(Y)) if shuffle else (X, Y)
+    starts = range(0, m, batch_size)
+    best, best_theta, wait = math.inf, None, 0
+    bar = _Progress(progress, epochs, "fit")
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(epochs):
+            if shuffle:
+                perm = rng.permutation(m)
+                np.take(X, perm, axis=0, out=Xs)
+                np.take(Y, perm, axis=0, out=Ys)
+            Xd, Yd = net._device(Xs, Ys)
+            epoch_theta = net.get_flat_params()  # restored if an update overflows θ itself
+            total = 0.0
+            for k, i in enumerate(starts):
+                Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
+                J = net._cost_and_grad(Xb, Yb, l2)
+                if not math.isfinite(J):
+                    _diverged(net, history, epoch, k, J, epoch_theta)
+                net._update(optimizer)
+                total += J * Xb.shape[0]
+            logs = {"loss": total / m}
+            if val is not None:
+                logs.update(_evaluate(net, val))
+            logs["time"] = time.perf_counter() - t0
+            history._record(epoch, logs)
+            bar.update(logs)
+            stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
+            if patience is not None:
+                monitored = logs.get("val_loss", logs["loss"])
+                if monitored < best - min_delta:
+                    best, wait, history.best_epoch = monitored, 0, epoch
+                    if restore_best:
+                        best_theta = net.get_flat_params()
+                else:
+                    wait += 1
+                    if wait >= patience:
+                        history.stopped_early = True
+                        history.stop_reason = (f"no improvement of more than {min_delta} in "
+                                               f"{'val_loss' if val is not None else 'loss'} "
+                                               f"for {patience} epochs")
+                        stop = True
+            if stop:
+                break
+    finally:
+        bar.close()
+    if best_theta is not None and history.epoch and history.best_epoch != history.epoch[-1]:
+        net.set_flat_params(best_theta)
+    return history
+
+
+def _diverged(net, history, epoch, batch, J, epoch_theta):
+    """Stop with a clear error.  θ is the one that produced the non-finite cost (no update
+    was applied); if θ itself is no longer finite, the epoch's starting θ is restored."""
+    if not np.isfinite(net.get_flat_params()).all():
+        net.set_flat_params(epoch_theta)
+    raise TrainingDiverged(
+        f"training diverged at epoch {epoch} (0-based), batch {batch}: the cost is {J}. "
+        "Lower the learning rate, scale the inputs, or add l2. The network keeps its last "
+        "finite parameters; the error's .history holds the completed epochs.",
+        history=history, epoch=epoch, batch=batch)
+
+
+def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks):
+    """L-BFGS-B over the unrolled θ (float64 for scipy), full batch; one History row per
+    iteration."""
+    from scipy.optimize import minimize
+
+    maxiter = epochs
+    Xd, Yd = net._device(X, Y)
+    B = net._B
+    state = {"last_finite": net.get_flat_params()}
+
+    def fun(theta):
+        net._write_theta(theta)
+        J = net._cost_and_grad(Xd, Yd, l2)
+        if not math.isfinite(J):
+            return math.inf, np.zeros_like(theta)
+        state["last_finite"] = theta.copy()
+        return J, B.to_host(net._grad).astype(np.float64)
+
+    bar = _Progress(progress, maxiter, "fit (L-BFGS)")
+    t0 = time.perf_counter()
+
+    def callback(intermediate_result):
+        epoch = len(history.epoch)
+        net._write_theta(intermediate_result.x)
+        logs = {"loss": float(intermediate_result.fun)}
+        if val is not None:
+            logs.update(_evaluate(net, val))
+        logs["time"] = time.perf_counter() - t0
+        history._record(epoch, logs)
+        bar.update(logs)
+        if any(bool(cb(epoch, dict(logs))) for cb in callbacks):
+            raise StopIteration
+
+    try:
+        result = minimize(fun, net.get_flat_params().astype(np.float64), jac=True,
+                          method="L-BFGS-B", callback=callback,
+                          options={"maxiter": maxiter, "maxfun": optimizer.maxfun,
+                                   "gtol": optimizer.tol})
+        theta = result.x
+        history.stop_reason = str(result.message)
+    finally:
+        bar.close()
+    if not np.all(np.isfinite(theta)):
+        theta = state["last_finite"]
+    net.set_flat_params(theta)
+    return history

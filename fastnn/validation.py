@@ -1,0 +1,68 @@
+"""Input checks shared by the public entry points: every array a kernel will read is
+checked here first (Numba does no bounds checking), and converted once to a C-contiguous
+array of the network's dtype.  Errors name the argument and what was expected."""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype, name="dtype"):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be 'float32' or 'float64'; got {dtype!r}") from None
+    if dt.name not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be 'float32' or 'float64'; got {dt.name!r}")
+    return dt
+
+
+def check_int(value, name, minimum=1, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_real(value, name, minimum=0.0, allow_equal=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if value < minimum or (value == minimum and not allow_equal):
+        raise ValueError(f"{name} must be {'>=' if allow_equal else '>'} {minimum}; got {value}")
+    return float(value)
+
+
+def as_features(X, n_inputs, dtype, name="X"):
+    """X as a C-contiguous (m, n_inputs) array of dtype, m >= 1, all finite.
+
+    Booleans and integers are converted; object, string and complex arrays are refused.
+    The input is never modified: a new array is made unless X already fits exactly.
+    """
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} must be a 2-D numeric array; got a string")
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be a 2-D numeric array ({exc})") from None
+    if X.dtype == object or X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array; got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (m examples, {n_inputs} features); got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 examples)")
+    if X.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
+                         f"n_inputs={n_inputs}")
+    out = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(out).all():
+        what = "NaN or Inf" if X.dtype.kind == "f" and not np.isfinite(X).all() else \
+            f"values too large for {np.dtype(dtype).name} (overflow to Inf)"
+        raise ValueError(f"{name} contains {what}")
+    return out

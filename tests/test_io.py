@@ -1,0 +1,124 @@
+"""save / load: one file, bit-for-bit, checked, atomic, never unpickled."""
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn.io import FORMAT_VERSION
+
+
+@pytest.fixture
+def net():
+    return fn.Network([fn.Dense(7, "leaky_relu", alpha=0.2), fn.Dense(3, "softmax")], n_inputs=5,
+                      dtype="float64", backend="reference", seed=3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_round_trip_is_bitwise(tmp_path, dtype, backend):
+    net = fn.Network([fn.Dense(9, "tanh"), fn.Dense(4, "leaky_relu", alpha=0.3),
+                      fn.Dense(2, "sigmoid")], n_inputs=6, loss="bce", dtype=dtype,
+                     backend=backend, seed=1)
+    X = np.random.default_rng(0).standard_normal((11, 6))
+    path = tmp_path / "model.fnn"
+    net.save(path)
+    back = fn.load(path)
+    assert back.get_config() == net.get_config()
+    assert back.dtype == np.dtype(dtype) and back.backend == backend
+    np.testing.assert_array_equal(back.get_flat_params(), net.get_flat_params())
+    np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
+    assert os.listdir(tmp_path) == ["model.fnn"]  # no temporary left behind, no suffix added
+
+
+def test_load_onto_another_backend(tmp_path, net):
+    net.save(tmp_path / "m")
+    back = fn.load(tmp_path / "m", backend="cpu")
+    assert back.backend == "cpu"
+    X = np.random.default_rng(0).standard_normal((4, 5))
+    np.testing.assert_allclose(back.forward(X), net.forward(X), rtol=1e-12)
+
+
+def test_save_overwrites_atomically(tmp_path, net):
+    path = tmp_path / "m"
+    net.save(path)
+    net.set_flat_params(net.get_flat_params() + 1)
+    net.save(path)
+    np.testing.assert_array_equal(fn.load(path).get_flat_params(), net.get_flat_params())
+
+
+def _rewrite(path, **changes):
+    with np.load(path, allow_pickle=False) as data:
+        members = {k: data[k] for k in data.files}
+    members.update(changes)
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+
+
+def test_corrupted_parameters_are_detected(tmp_path, net):
+    path = tmp_path / "m"
+    net.save(path)
+    with np.load(path) as data:
+        theta = data["theta"].copy()
+    theta[0] += 1
+    _rewrite(path, theta=theta)
+    with pytest.raises(fn.ModelFileError, match="checksum"):
+        fn.load(path)
+
+
+def test_newer_version_is_refused(tmp_path, net):
+    path = tmp_path / "m"
+    net.save(path)
+    _rewrite(path, version=np.array([FORMAT_VERSION + 1]))
+    with pytest.raises(fn.ModelFileError, match="newer"):
+        fn.load(path)
+
+
+def test_truncated_file_is_refused(tmp_path, net):
+    path = tmp_path / "m"
+    net.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(fn.ModelFileError, match="truncated or corrupted|not a fastnn"):
+        fn.load(path)
+
+
+def test_foreign_files_are_refused(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(fn.ModelFileError):
+        fn.load(text)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.arange(3))
+    with pytest.raises(fn.ModelFileError, match="not a fastnn model"):
+        fn.load(other)
+    with pytest.raises(FileNotFoundError):
+        fn.load(tmp_path / "missing")
+
+
+def test_load_never_unpickles(tmp_path, net):
+    """An object array in the file cannot be read: allow_pickle=False."""
+    path = tmp_path / "m"
+    net.save(path)
+    with np.load(path) as data:
+        members = {k: data[k] for k in data.files}
+    members["config"] = np.array([{"evil": 1}], dtype=object)
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+    with pytest.raises(fn.ModelFileError):
+        fn.load(path)
+
+
+def test_file_is_a_plain_zip_with_json_architecture(tmp_path, net):
+    path = tmp_path / "m"
+    net.save(path)
+    with zipfile.ZipFile(path) as z:
+        assert sorted(z.namelist()) == sorted(
+            ["format.npy", "version.npy", "config.npy", "theta.npy", "checksum.npy"])
+    with np.load(path) as data:
+        config = json.loads(data["config"].tobytes())
+    assert config["layers"][0] == {"units": 7, "activation": "leaky_relu", "alpha": 0.2,
+                                   "init": "auto", "init_epsilon": 0.12}
+    assert config["n_inputs"] == 5 and config["loss"] == "cross_entropy"

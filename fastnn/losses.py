@@ -12,6 +12,7 @@ identity); the fused kernel is ``loss_grad`` in fastnn.kernels.
 import numpy as np
 
 from . import kernels
+from .validation import writable_contiguous
 
 ALIASES = {
     "bce": "bce", "binary_crossentropy": "bce", "binary_cross_entropy": "bce", "log_loss": "bce",
@@ -83,7 +84,7 @@ def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
         Y = Y.reshape(m, 1)
     if Y.shape[1] != n_out:
         raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {n_out} outputs")
-    out = np.ascontiguousarray(Y, dtype=dtype)
+    out = writable_contiguous(Y, dtype)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} does not fit in {np.dtype(dtype).name} (overflow to Inf)")
     if loss == "bce" and out.size and (out.min() < 0 or out.max() > 1):

@@ -39,6 +39,16 @@ def check_real(value, name, minimum=0.0, allow_equal=True):
     return float(value)
 
 
+def writable_contiguous(a, dtype):
+    """a as a C-contiguous, writeable array of dtype (copied only when needed).
+
+    Kernels only read their inputs, but a read-only array is a different Numba type and
+    would compile a second specialization of every kernel; a copy is cheaper.
+    """
+    out = np.ascontiguousarray(a, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
+
+
 def as_features(X, n_inputs, dtype, name="X"):
     """X as a C-contiguous (m, n_inputs) array of dtype, m >= 1, all finite.
 
@@ -60,7 +70,7 @@ def as_features(X, n_inputs, dtype, name="X"):
     if X.shape[1] != n_inputs:
         raise ValueError(f"{name} has {X.shape[1]} features but the network expects "
                          f"n_inputs={n_inputs}")
-    out = np.ascontiguousarray(X, dtype=dtype)
+    out = writable_contiguous(X, dtype)
     if not np.isfinite(out).all():
         what = "NaN or Inf" if X.dtype.kind == "f" and not np.isfinite(X).all() else \
             f"values too large for {np.dtype(dtype).name} (overflow to Inf)"

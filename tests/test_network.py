@@ -157,10 +157,10 @@ def test_batch_minibatch_stochastic_gd_all_learn():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 2))
     y = (X[:, 0] * X[:, 1] > 0).astype(int)
-    for batch_size in (None, 16, 1):
+    for batch_size, lr in ((None, 2.0), (16, 0.5), (1, 0.02)):
         net = fn.Network([fn.Dense(8, "tanh"), fn.Dense(2, "softmax")], n_inputs=2, seed=0,
                          dtype="float64")
-        h = net.fit(X, y, optimizer=fn.SGD(lr=0.5 if batch_size else 2.0, momentum=0.9),
+        h = net.fit(X, y, optimizer=fn.SGD(lr=lr, momentum=0.9),
                     epochs=200 if batch_size is None else 60, batch_size=batch_size,
                     progress=False)
         assert h.loss[-1] < 0.5 * h.loss[0], batch_size

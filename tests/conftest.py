@@ -35,7 +35,7 @@ def assert_close(actual, desired, dtype):
             f"max abs diff {err:.3e}, max |desired| {np.max(np.abs(desired)):.3e}")
 
 
-@pytest.fixture(params=FAST_BACKENDS)
+@pytest.fixture(params=FAST_BACKENDS, scope="session")
 def fast_backend(request):
     from fastnn.backend import get_backend
 

@@ -60,6 +60,28 @@ def test_gradients_equal_reference(fast_backend, dtype, hidden, loss, out, m, n_
     np.testing.assert_array_equal(X, X0)
 
 
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradients_equal_reference_every_activation_and_loss(fast_backend, dtype):
+    """Every hidden activation and every loss/output pair, each in one small network: cost,
+    gradients and forward agree (the compact version of the test above, which also runs
+    under the CUDA simulator, where each kernel launch costs ~0.1 s)."""
+    backend = fast_backend.__name__.rsplit(".", 1)[-1]
+    rng = np.random.default_rng(1)
+    m, n_in, n_h, k = 5, 3, 4, 2
+    X = rng.standard_normal((m, n_in))
+    for hidden, (loss, out) in zip(HIDDEN, OUTPUTS):
+        ref, fast = twins(backend, hidden, out, loss, n_in, n_h, k, dtype)
+        Y = targets(loss, m, k, rng)
+        assert_close(fast.cost(X, Y, 1.0), ref.cost(X, Y, 1.0), dtype)
+        for (dW, db), (dW_ref, db_ref) in zip(fast.gradients(X, Y, 1.0),
+                                              ref.gradients(X, Y, 1.0)):
+            assert_close(dW, dW_ref, dtype)
+            assert_close(db, db_ref, dtype)
+        assert_close(fast.forward(X), ref.forward(X), dtype)
+
+
+@pytest.mark.cudasim
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", [fn.SGD(0.1), fn.SGD(0.1, momentum=0.9, nesterov=True),
                                        fn.Adam(1e-2)])
@@ -73,6 +95,7 @@ def test_steps_equal_reference(fast_backend, dtype, optimizer):
     assert_close(fast.get_flat_params(), ref.get_flat_params(), dtype)
 
 
+@pytest.mark.cudasim
 def test_fit_history_equals_reference(fast_backend):
     """Mini-batch Adam, 3 epochs: the same History for the same seed (digits; a tiny
     problem under the CUDA simulator)."""

@@ -27,7 +27,7 @@ SIM_TEST_FILES = [
     "tests/test_cuda_backend.py",
 ]
 #: test files of which only the tests marked ``@pytest.mark.cudasim`` run under the simulator
-SIM_MARKED_TEST_FILES = []
+SIM_MARKED_TEST_FILES = ["tests/test_backends.py"]
 
 #: hypothesis examples per @given test under the simulator (every GPU thread is a Python
 #: thread there, so an example costs ~0.1-1 s); registered as the profile "cudasim"

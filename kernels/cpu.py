@@ -1,0 +1,909 @@
+"""The Numba CPU backend: the kernels of ``fastnn.kernels`` as fused, parallel loops.
+
+Every public function has the signature of its twin in ``reference.py`` and is held equal to
+it by ``tests/test_kernels.py``.  Each is a thin Python wrapper that picks, by the size of
+its output, one ``@njit(cache=True)`` implementation: a *serial* one for small work (opening
+a parallel region costs a few microseconds: more than the whole kernel in a 2-16-16-1
+network), or a *parallel* one (``prange`` over chunks) for large work.
+
+Design (the numbers behind each choice are in the commit message that introduced it):
+
+* The matrix products are one BLAS ``?gemm`` call (``_gemm``: numba's own ``numba_xxgemm``
+  entry into scipy's BLAS, the function ``np.dot`` uses inside @njit, called directly so
+  that transposes and ``beta`` are free and no ``np.dot`` overload is compiled), always at
+  the top level of a kernel, never inside a ``prange`` body (one thread pool at a time).
+  It is followed by one fused pass (bias + activation, activation derivative, ...).
+  Loop-nest products of our own lost to OpenBLAS at every workload shape, tiny and skinny
+  ones included (OpenBLAS's small-matrix kernels need ~1 us), so there are none.
+* Kernels are specialised on the activation / loss code (closures over a constant, built
+  on first use), so that a network compiles only the activations it uses, and every
+  compiled function stays small (cold compile time).
+* exp, tanh, sigmoid and log1p are branch-free polynomial forms (``_exp_split``), because
+  numba without SVML calls scalar libm (10-25 ns an element) and such loops do not
+  vectorize; these do (~0.6 ns / element in float32).  Accurate to a few ulp.
+* fastmath only with ``{"nsz", "arcp", "contract", "afn", "reassoc"}`` (never ``"fast"``:
+  NaN and Inf keep their IEEE meaning; ``_exp_split`` drops ``reassoc`` too), and
+  ``error_model="numpy"`` (no division-by-zero branches, so loops vectorize).
+* Deterministic: no ``prange`` reductions.  Sums use a number of chunks fixed by the shape
+  alone and add the partial sums in chunk order; the serial variant uses the same chunks,
+  so a result depends neither on the thread count nor on the variant that ran.
+* Loops inside chunk helpers run over views starting at index 0: a loop from a runtime
+  offset keeps numba's negative-index wraparound in the loop body and does not vectorize.
+"""
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, MAE, MSE, RELU, SIGMOID, SOFTMAX,
+               TANH)
+
+_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+#: no reassoc inside exp: it could fold the two-constant (Cody-Waite) range reduction
+_FM_EXP = {"nsz", "arcp", "contract", "afn"}
+
+_SER = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+_PAR = dict(_SER, parallel=True)
+#: row helpers are inlined into their callers at the numba IR level: never compiled alone
+#: (with every activation branch), and the caller's constant act / loss prunes the rest.
+_INL = dict(fastmath=_FM, error_model="numpy", inline="always")
+_FN = dict(fastmath=_FM, error_model="numpy")
+
+
+# ------------------------------------------------------------------------------- BLAS
+
+@intrinsic
+def _gemm(typingctx, X, Y, C, tx, ty, beta):
+    """C = op(X) @ op(Y) + beta C, op(M) = M.T when tx / ty; C-contiguous 2-D float arrays.
+
+    One call to numba's ``numba_xxgemm`` helper (the scipy BLAS ?gemm that np.dot uses
+    inside @njit), with the row-major product written as the column-major C.T = op(Y).T
+    op(X).T.  Returns the helper's status (0 = ok, -1 = no BLAS: scipy missing).
+    """
+    arrays = (X, Y, C)
+    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
+        return None
+    dtype = C.dtype
+    if dtype not in (types.float32, types.float64) or X.dtype != dtype or Y.dtype != dtype:
+        return None
+    kind = ord("s" if dtype == types.float32 else "d")
+
+    def codegen(context, builder, sig, args):
+        xa, ya, ca = (context.make_array(t)(context, builder, v)
+                      for t, v in zip(sig.args[:3], args[:3]))
+        xs = cgutils.unpack_tuple(builder, xa.shape, 2)
+        ys = cgutils.unpack_tuple(builder, ya.shape, 2)
+        cs = cgutils.unpack_tuple(builder, ca.shape, 2)
+        txv = context.cast(builder, args[3], sig.args[3], types.boolean)
+        tyv = context.cast(builder, args[4], sig.args[4], types.boolean)
+        i8 = ir.IntType(8)
+        ch_t, ch_n = ir.Constant(i8, ord("t")), ir.Constant(i8, ord("n"))
+        m = builder.select(txv, xs[1], xs[0])
+        k = builder.select(txv, xs[0], xs[1])
+        alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
+        bslot = cgutils.alloca_once_value(
+            builder, context.cast(builder, args[5], sig.args[5], dtype))
+        vp = cgutils.voidptr_t
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.IntType(32), [i8, i8, i8, intp, intp, intp, vp, vp, intp,
+                                                vp, intp, vp, vp, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+
+        def vptr(p):
+            return builder.bitcast(p, vp)
+
+        return builder.call(fn, [ir.Constant(i8, kind), builder.select(tyv, ch_t, ch_n),
+                                 builder.select(txv, ch_t, ch_n), cs[1], m, k, vptr(alpha),
+                                 vptr(ya.data), ys[1], vptr(xa.data), xs[1], vptr(bslot),
+                                 vptr(ca.data), cs[1]])
+
+    return types.int32(X, Y, C, tx, ty, beta), codegen
+
+
+def _ensure_blas():
+    """Numba's BLAS helper imports scipy's cython_blas on first use: fail early instead."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+
+_ensure_blas()
+
+
+# ----------------------------------------------------------------- scalar building blocks
+
+@intrinsic
+def _as_float(typingctx, x):
+    """Reinterpret the bits of an int32 (int64) as a float32 (float64)."""
+    if x == types.int32:
+        rt = types.float32
+    elif x == types.int64:
+        rt = types.float64
+    else:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+
+    return rt(x), codegen
+
+
+def _like(x, ref):
+    """x cast to the dtype of ref (an array or a float scalar)."""
+
+
+@overload(_like)
+def _ov_like(x, ref):
+    dt = ref.dtype if isinstance(ref, types.Array) else ref
+
+    def impl(x, ref):
+        return dt(x)
+
+    return impl
+
+
+def _exp_split(x):
+    """For x <= 0 or NaN: (s, q), exp(x) = s (1 + q), s = 2**n, q = expm1(r), |r| <= ln2/2.
+
+    Branch-free, so loops calling it vectorize.  x below -87 (float32) / -708 (float64) is
+    clamped there (exp < 2e-38 / 3e-308 instead of a subnormal or 0); NaN stays NaN.
+    """
+
+
+@overload(_exp_split, jit_options={"fastmath": _FM_EXP, "error_model": "numpy"})
+def _ov_exp_split(x):
+    if x == types.float32:
+        lo, l2e, half = np.float32(-87.0), np.float32(1.4426950408889634), np.float32(0.5)
+        c1, c2, zero = np.float32(0.693359375), np.float32(-2.12194440e-4), np.float32(0.0)
+        p2, p3, p4 = np.float32(1 / 2), np.float32(1 / 6), np.float32(1 / 24)
+        p5, p6, p7 = np.float32(1 / 120), np.float32(1 / 720), np.float32(1 / 5040)
+        bias, shift = np.int32(127), np.int32(23)
+
+        def impl32(x):
+            x = lo if x < lo else x
+            n = np.floor(x * l2e + half)
+            n = zero if n != n else n
+            r = (x - n * c1) - n * c2
+            q = r + r * r * (p2 + r * (p3 + r * (p4 + r * (p5 + r * (p6 + r * p7)))))
+            s = _as_float(np.int32((np.int32(n) + bias) << shift))
+            return s, q
+
+        return impl32
+    if x == types.float64:
+        lo, l2e = -708.0, 1.4426950408889634
+        c1, c2 = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+        p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13 = (
+            1.0 / math.factorial(k) for k in range(2, 14))
+        bias, shift = np.int64(1023), np.int64(52)
+
+        def impl64(x):
+            x = lo if x < lo else x
+            n = np.floor(x * l2e + 0.5)
+            n = 0.0 if n != n else n
+            r = (x - n * c1) - n * c2
+            q = r + r * r * (p2 + r * (p3 + r * (p4 + r * (p5 + r * (p6 + r * (
+                p7 + r * (p8 + r * (p9 + r * (p10 + r * (p11 + r * (p12 + r * p13)))))))))))
+            s = _as_float((np.int64(n) + bias) << shift)
+            return s, q
+
+        return impl64
+    return None
+
+
+def _log1p_unit(e):
+    """log(1 + e) for e in [0, 1] (or NaN): 2 atanh(e / (2 + e)), an odd series in s <= 1/3."""
+
+
+@overload(_log1p_unit, jit_options={"fastmath": _FM_EXP, "error_model": "numpy"})
+def _ov_log1p_unit(e):
+    if e == types.float32:
+        two = np.float32(2.0)
+        c0, c1, c2, c3, c4, c5, c6, c7, c8 = (np.float32(1.0 / (2 * k + 1)) for k in range(9))
+
+        def impl32(e):
+            s = e / (two + e)
+            t = s * s
+            return two * s * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (
+                c5 + t * (c6 + t * (c7 + t * c8))))))))
+
+        return impl32
+    if e == types.float64:
+        (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16,
+         c17) = (1.0 / (2 * k + 1) for k in range(18))
+
+        def impl64(e):
+            s = e / (2.0 + e)
+            t = s * s
+            p = c9 + t * (c10 + t * (c11 + t * (c12 + t * (c13 + t * (c14 + t * (
+                c15 + t * (c16 + t * c17)))))))
+            p = c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * (c6 + t * (
+                c7 + t * (c8 + t * p))))))))
+            return 2.0 * s * p
+
+        return impl64
+    return None
+
+
+@njit(**_FN)
+def _exp_nonpos(x):
+    """exp(x) for x <= 0 (NaN propagates)."""
+    s, q = _exp_split(x)
+    return s + s * q
+
+
+@njit(**_FN)
+def _sigmoid(z):
+    """1 / (1 + e^-z) from e = e^-|z|: no overflow for any z."""
+    one = _like(1.0, z)
+    e = _exp_nonpos(-abs(z))
+    return (one if z >= 0 else e) / (one + e)
+
+
+@njit(**_FN)
+def _tanh(z):
+    """tanh z = -expm1(-2|z|) / (2 + expm1(-2|z|)), with the sign of z."""
+    s, q = _exp_split(_like(-2.0, z) * abs(z))
+    em1 = s * q + (s - _like(1.0, z))
+    return math.copysign(-em1 / (_like(2.0, z) + em1), z)
+
+
+@njit(**_FN)
+def _g(z, act, al):
+    """g(z) for an elementwise activation code (used by the rare loss pairings only)."""
+    if act == SIGMOID:
+        return _sigmoid(z)
+    if act == TANH:
+        return _tanh(z)
+    if act == RELU:
+        return _like(0.0, z) if z < 0 else z          # NaN stays NaN
+    if act == LEAKY_RELU:
+        return z if z > 0 else al * z
+    return z
+
+
+@njit(**_FN)
+def _dg(a, act, al):
+    """g'(z) from the output a = g(z)."""
+    one = _like(1.0, a)
+    if act == SIGMOID:
+        return a * (one - a)
+    if act == TANH:
+        return one - a * a
+    if act == RELU:
+        return one if a > 0 else _like(0.0, a)
+    if act == LEAKY_RELU:
+        return one if a > 0 else al
+    return one
+
+
+# ------------------------------------------------------------------------- row helpers
+# One plain @njit helper per activation (compiled only when used), and small
+# inline="always" dispatchers over them: inlined into a kernel whose act / loss is a
+# constant, numba prunes the dead branches before typing, so a relu network never compiles
+# sigmoid's exp.  (Inlining a big helper instead costs seconds of IR copying.)
+
+@njit(**_FN)
+def _softmax_row(row):
+    """row = softmax(row), the row max subtracted.  A NaN in the row makes it all NaN (the
+    comparison skips it, but exp(NaN - max) then poisons the sum)."""
+    mx = row[0]
+    for j in range(1, row.shape[0]):
+        mx = row[j] if row[j] > mx else mx
+    s = _like(0.0, row)
+    for j in range(row.shape[0]):
+        e = _exp_nonpos(row[j] - mx)
+        row[j] = e
+        s += e
+    inv = _like(1.0, row) / s
+    for j in range(row.shape[0]):
+        row[j] *= inv
+
+
+@njit(**_FN)
+def _fwd_identity_rows(A, b, alpha, r0, r1):
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            row[j] += b[j]
+
+
+@njit(**_FN)
+def _fwd_relu_rows(A, b, alpha, r0, r1):
+    zero = _like(0.0, A)
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            z = row[j] + b[j]
+            row[j] = zero if z < zero else z          # NaN stays NaN
+
+
+@njit(**_FN)
+def _fwd_leaky_rows(A, b, alpha, r0, r1):
+    zero = _like(0.0, A)
+    al = _like(alpha, A)
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            z = row[j] + b[j]
+            row[j] = z if z > zero else al * z
+
+
+@njit(**_FN)
+def _fwd_sigmoid_rows(A, b, alpha, r0, r1):
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            row[j] = _sigmoid(row[j] + b[j])
+
+
+@njit(**_FN)
+def _fwd_tanh_rows(A, b, alpha, r0, r1):
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            row[j] = _tanh(row[j] + b[j])
+
+
+@njit(**_FN)
+def _fwd_softmax_rows(A, b, alpha, r0, r1):
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            row[j] += b[j]
+        _softmax_row(row)
+
+
+@njit(**_INL)
+def _bias_act_rows(A, b, act, alpha, r0, r1):
+    """A[r0:r1] = g(A[r0:r1] + b) in place (softmax row-wise)."""
+    if act == RELU:
+        _fwd_relu_rows(A, b, alpha, r0, r1)
+    elif act == LEAKY_RELU:
+        _fwd_leaky_rows(A, b, alpha, r0, r1)
+    elif act == SIGMOID:
+        _fwd_sigmoid_rows(A, b, alpha, r0, r1)
+    elif act == TANH:
+        _fwd_tanh_rows(A, b, alpha, r0, r1)
+    elif act == SOFTMAX:
+        _fwd_softmax_rows(A, b, alpha, r0, r1)
+    else:
+        _fwd_identity_rows(A, b, alpha, r0, r1)
+
+
+@njit(**_FN)
+def _bwd_sigmoid_rows(A_prev, alpha, out, r0, r1):
+    one = _like(1.0, out)
+    for i in range(r0, r1):
+        o, a = out[i], A_prev[i]
+        for j in range(o.shape[0]):
+            o[j] *= a[j] * (one - a[j])
+
+
+@njit(**_FN)
+def _bwd_tanh_rows(A_prev, alpha, out, r0, r1):
+    one = _like(1.0, out)
+    for i in range(r0, r1):
+        o, a = out[i], A_prev[i]
+        for j in range(o.shape[0]):
+            o[j] *= one - a[j] * a[j]
+
+
+@njit(**_FN)
+def _bwd_relu_rows(A_prev, alpha, out, r0, r1):
+    one = _like(1.0, out)
+    zero = _like(0.0, out)
+    for i in range(r0, r1):
+        o, a = out[i], A_prev[i]
+        for j in range(o.shape[0]):
+            o[j] *= one if a[j] > zero else zero      # a multiply: NaN / Inf in dZ stay
+
+
+@njit(**_FN)
+def _bwd_leaky_rows(A_prev, alpha, out, r0, r1):
+    one = _like(1.0, out)
+    zero = _like(0.0, out)
+    al = _like(alpha, out)
+    for i in range(r0, r1):
+        o, a = out[i], A_prev[i]
+        for j in range(o.shape[0]):
+            o[j] *= one if a[j] > zero else al
+
+
+@njit(**_INL)
+def _dact_rows(A_prev, act, alpha, out, r0, r1):
+    """out[r0:r1] *= g'(A_prev[r0:r1]) (identity: nothing to do)."""
+    if act == SIGMOID:
+        _bwd_sigmoid_rows(A_prev, alpha, out, r0, r1)
+    elif act == TANH:
+        _bwd_tanh_rows(A_prev, alpha, out, r0, r1)
+    elif act == RELU:
+        _bwd_relu_rows(A_prev, alpha, out, r0, r1)
+    elif act == LEAKY_RELU:
+        _bwd_leaky_rows(A_prev, alpha, out, r0, r1)
+
+
+@njit(**_FN)
+def _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1):
+    """sigmoid + BCE from the logits, one exp per entry for A, dZ and J."""
+    zero = _like(0.0, Z)
+    one = _like(1.0, Z)
+    fm = _like(Z.shape[0], Z)
+    J = 0.0
+    for i in range(r0, r1):
+        z, y, a, d = Z[i], Y[i], A[i], dZ[i]
+        Jr = 0.0
+        for j in range(z.shape[0]):
+            e = _exp_nonpos(-abs(z[j]))
+            aj = (one if z[j] >= 0 else e) / (one + e)
+            a[j] = aj
+            d[j] = (aj - y[j]) / fm
+            Jr += (z[j] if z[j] > 0 else zero) - y[j] * z[j] + _log1p_unit(e)
+        J += Jr
+    return J
+
+
+@njit(**_FN)
+def _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1):
+    """softmax + cross-entropy: J = sum y (logsumexp(z) - z), the row max subtracted."""
+    zero = _like(0.0, Z)
+    one = _like(1.0, Z)
+    fm = _like(Z.shape[0], Z)
+    J = 0.0
+    for i in range(r0, r1):
+        z, y, a, d = Z[i], Y[i], A[i], dZ[i]
+        mx = z[0]
+        for j in range(1, z.shape[0]):
+            mx = z[j] if z[j] > mx else mx
+        s = zero
+        for j in range(z.shape[0]):
+            e = _exp_nonpos(z[j] - mx)
+            a[j] = e
+            s += e
+        inv = one / s
+        lse = mx + math.log(s)
+        Jr = 0.0
+        for j in range(z.shape[0]):
+            aj = a[j] * inv
+            a[j] = aj
+            d[j] = (aj - y[j]) / fm
+            Jr += y[j] * (lse - z[j])
+        J += Jr
+    return J
+
+
+@njit(**_FN)
+def _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1):
+    """Any other (activation, loss) pairing: A = g(Z), then the loss from A (and Z)."""
+    zero = _like(0.0, Z)
+    one = _like(1.0, Z)
+    fm = _like(Z.shape[0], Z)
+    al = _like(alpha, Z)
+    J = 0.0
+    for i in range(r0, r1):
+        z, y, a, d = Z[i], Y[i], A[i], dZ[i]
+        n = z.shape[0]
+        for j in range(n):
+            a[j] = _g(z[j], act, al)
+        if act == SOFTMAX:
+            _softmax_row(a)
+        Jr = 0.0
+        if loss == BCE:
+            for j in range(n):
+                d[j] = (a[j] - y[j]) / fm
+                Jr += ((z[j] if z[j] > 0 else zero) - y[j] * z[j]
+                       + _log1p_unit(_exp_nonpos(-abs(z[j]))))
+        elif loss == CROSS_ENTROPY:
+            mx = z[0]
+            for j in range(1, n):
+                mx = z[j] if z[j] > mx else mx
+            s = zero
+            for j in range(n):
+                s += _exp_nonpos(z[j] - mx)
+            lse = mx + math.log(s)
+            for j in range(n):
+                d[j] = (a[j] - y[j]) / fm
+                Jr += y[j] * (lse - z[j])
+        elif loss == MSE:
+            for j in range(n):
+                r = a[j] - y[j]
+                d[j] = r * _dg(a[j], act, al) / fm
+                Jr += 0.5 * (r * r)
+        else:  # MAE
+            for j in range(n):
+                r = a[j] - y[j]
+                sg = one if r > 0 else (-one if r < 0 else r)   # np.sign; NaN kept
+                d[j] = sg * _dg(a[j], act, al) / fm
+                Jr += abs(r)
+        J += Jr
+    return J
+
+
+@njit(**_INL)
+def _loss_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1):
+    """Rows r0:r1 of loss_grad: A = g(Z) and dZ written, the rows' loss returned (float64)."""
+    if act == SIGMOID and loss == BCE:
+        return _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1)
+    elif act == SOFTMAX and loss == CROSS_ENTROPY:
+        return _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1)
+    else:
+        return _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1)
+
+
+@njit(**_FN)
+def _colsum(D, db, j0, j1):
+    """db[j0:j1] = D[:, j0:j1].sum(0), rows added in order (as NumPy's sum(axis=0) does)."""
+    out = db[j0:j1]
+    for j in range(out.shape[0]):
+        out[j] = _like(0.0, db)
+    for i in range(D.shape[0]):
+        row = D[i, j0:j1]
+        for j in range(out.shape[0]):
+            out[j] += row[j]
+
+
+@njit(**_FN)
+def _scaled_rows(dW, W, c, k0, k1):
+    """dW[k0:k1] = c W[k0:k1]."""
+    for k in range(k0, k1):
+        o = dW[k]
+        w = W[k]
+        for j in range(o.shape[0]):
+            o[j] = c * w[j]
+
+
+#: reductions use at most this many chunks (fixed by the shape, never by the thread count)
+_MAX_CHUNKS = 64
+
+
+@njit(**_FN)
+def _nchunks(n, per_chunk):
+    """Chunks for n items, at least per_chunk each: a function of n only."""
+    c = n // per_chunk
+    return 1 if c < 1 else (_MAX_CHUNKS if c > _MAX_CHUNKS else c)
+
+
+# ------------------------------------------------------------ kernels, per activation
+
+def _make_fwd(act):
+    """(serial, parallel) A = g(X @ W + b) for one activation code."""
+    if act == IDENTITY:
+        @njit(**_SER)
+        def fwd_identity(X, W, b, alpha, A):
+            for i in range(A.shape[0]):     # A = b, then A += X @ W: no pass after BLAS
+                row = A[i]
+                for j in range(row.shape[0]):
+                    row[j] = b[j]
+            _gemm(X, W, A, False, False, 1.0)
+
+        return fwd_identity, fwd_identity
+
+    @njit(**_SER)
+    def fwd_ser(X, W, b, alpha, A):
+        _gemm(X, W, A, False, False, 0.0)
+        _bias_act_rows(A, b, act, alpha, 0, A.shape[0])
+
+    @njit(**_PAR)
+    def fwd_par(X, W, b, alpha, A):
+        _gemm(X, W, A, False, False, 0.0)
+        m = A.shape[0]
+        nch = _nchunks(m, 4)
+        for c in prange(nch):
+            _bias_act_rows(A, b, act, alpha, c * m // nch, (c + 1) * m // nch)
+
+    return fwd_ser, fwd_par
+
+
+def _make_bwd(act):
+    """(serial, parallel) dZ_prev = (dZ @ W.T) * g'(A_prev) for one activation code."""
+    if act == IDENTITY:
+        @njit(**_SER)
+        def bwd_identity(dZ, W, A_prev, alpha, dZ_prev):
+            _gemm(dZ, W, dZ_prev, False, True, 0.0)
+
+        return bwd_identity, bwd_identity
+
+    @njit(**_SER)
+    def bwd_ser(dZ, W, A_prev, alpha, dZ_prev):
+        _gemm(dZ, W, dZ_prev, False, True, 0.0)
+        _dact_rows(A_prev, act, alpha, dZ_prev, 0, dZ_prev.shape[0])
+
+    @njit(**_PAR)
+    def bwd_par(dZ, W, A_prev, alpha, dZ_prev):
+        _gemm(dZ, W, dZ_prev, False, True, 0.0)
+        m = dZ_prev.shape[0]
+        nch = _nchunks(m, 4)
+        for c in prange(nch):
+            _dact_rows(A_prev, act, alpha, dZ_prev, c * m // nch, (c + 1) * m // nch)
+
+    return bwd_ser, bwd_par
+
+
+def _make_loss(act, loss):
+    """(serial, parallel) loss_grad for one (activation, loss) pair."""
+
+    @njit(**_SER)
+    def loss_ser(Z, Y, alpha, A, dZ):
+        m = Z.shape[0]
+        nch = _nchunks(m, 16)
+        part = np.empty(nch, np.float64)    # the same chunks and sum as loss_par: the
+        for c in range(nch):                # same bits whichever variant runs
+            part[c] = _loss_rows(Z, Y, act, alpha, loss, A, dZ, c * m // nch,
+                                 (c + 1) * m // nch)
+        J = 0.0
+        for c in range(nch):
+            J += part[c]
+        return J / m
+
+    @njit(**_PAR)
+    def loss_par(Z, Y, alpha, A, dZ):
+        m = Z.shape[0]
+        nch = _nchunks(m, 16)
+        part = np.empty(nch, np.float64)
+        for c in prange(nch):
+            part[c] = _loss_rows(Z, Y, act, alpha, loss, A, dZ, c * m // nch,
+                                 (c + 1) * m // nch)
+        J = 0.0
+        for c in range(nch):
+            J += part[c]
+        return J / m
+
+    return loss_ser, loss_par
+
+
+# ------------------------------------------------------------------ accumulate_delta
+
+@njit(**_SER)
+def _delta_ser(X, dZ, W, l2, dW, db):
+    n_in = dW.shape[0]
+    if l2 != 0.0:                      # dW = (l2/m) W, then dW += X.T @ dZ
+        _scaled_rows(dW, W, _like(l2 / X.shape[0], dW), 0, n_in)
+    _gemm(X, dZ, dW, True, False, 1.0 if l2 != 0.0 else 0.0)
+    _colsum(dZ, db, 0, dZ.shape[1])
+
+
+@njit(**_PAR)
+def _delta_par(X, dZ, W, l2, dW, db):
+    n_in, n_out = dW.shape
+    c_l2 = _like(l2 / X.shape[0], dW)
+    # before the product (which then accumulates into dW, beta = 1): the chunks
+    # c < nr set blocks of dW's rows to (l2/m) W, the others sum blocks of >= 16 of dZ's
+    # columns into db (each column summed over the rows in order, by one thread)
+    nr = _nchunks(n_in, 16) if l2 != 0.0 else 0
+    nc = _nchunks(n_out, 16)
+    for c in prange(nr + nc):
+        if c < nr:
+            _scaled_rows(dW, W, c_l2, c * n_in // nr, (c + 1) * n_in // nr)
+        else:
+            k = c - nr
+            _colsum(dZ, db, k * n_out // nc, (k + 1) * n_out // nc)
+    _gemm(X, dZ, dW, True, False, 1.0 if l2 != 0.0 else 0.0)
+
+
+# ----------------------------------------------------------------------- sum_squares
+
+_SS_CHUNK = 4096
+
+
+@njit(**_FN)
+def _ss_range(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        s += v * v
+    return s
+
+
+@njit(**_SER)
+def _ss_ser(W):
+    x = W.reshape(W.size)
+    n = x.size
+    nch = (n + _SS_CHUNK - 1) // _SS_CHUNK
+    part = np.empty(nch, np.float64)      # the same chunks and sum as _ss_par
+    for c in range(nch):
+        part[c] = _ss_range(x[c * _SS_CHUNK:min(n, (c + 1) * _SS_CHUNK)])
+    s = 0.0
+    for c in range(nch):
+        s += part[c]
+    return s
+
+
+@njit(**_PAR)
+def _ss_par(W):
+    x = W.reshape(W.size)
+    n = x.size
+    nch = (n + _SS_CHUNK - 1) // _SS_CHUNK
+    part = np.empty(nch, np.float64)
+    for c in prange(nch):
+        part[c] = _ss_range(x[c * _SS_CHUNK:min(n, (c + 1) * _SS_CHUNK)])
+    s = 0.0
+    for c in range(nch):
+        s += part[c]
+    return s
+
+
+# ------------------------------------------------------------ sgd_update, adam_update
+
+@njit(**_FN)
+def _sgd_range(theta, grad, velocity, lr, momentum, nesterov):
+    lr_ = _like(lr, theta)
+    if momentum == 0.0:
+        for i in range(theta.shape[0]):
+            theta[i] -= lr_ * grad[i]
+        return
+    mu = _like(momentum, theta)
+    if nesterov:
+        for i in range(theta.shape[0]):
+            g = lr_ * grad[i]
+            v = mu * velocity[i] - g
+            velocity[i] = v
+            theta[i] += mu * v - g
+    else:
+        for i in range(theta.shape[0]):
+            v = mu * velocity[i] - lr_ * grad[i]
+            velocity[i] = v
+            theta[i] += v
+
+
+@njit(**_SER)
+def _sgd_ser(theta, grad, velocity, lr, momentum, nesterov):
+    _sgd_range(theta, grad, velocity, lr, momentum, nesterov)
+
+
+@njit(**_PAR)
+def _sgd_par(theta, grad, velocity, lr, momentum, nesterov):
+    n = theta.shape[0]
+    nch = _nchunks(n, 8192)
+    for c in prange(nch):
+        i0 = c * n // nch
+        i1 = (c + 1) * n // nch
+        # velocity may be a placeholder of length 1 when momentum == 0
+        v = velocity[i0:i1] if momentum != 0.0 else velocity
+        _sgd_range(theta[i0:i1], grad[i0:i1], v, lr, momentum, nesterov)
+
+
+@njit(**_FN)
+def _adam_range(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
+    b1 = _like(beta1, theta)
+    b2 = _like(beta2, theta)
+    a1 = _like(1.0 - beta1, theta)
+    a2 = _like(1.0 - beta2, theta)
+    c1 = _like(1.0 - beta1 ** t, theta)
+    c2 = _like(1.0 - beta2 ** t, theta)
+    lr_ = _like(lr, theta)
+    ep = _like(eps, theta)
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        u = b1 * m1[i] + a1 * g
+        v = b2 * m2[i] + a2 * g * g
+        m1[i] = u
+        m2[i] = v
+        theta[i] -= lr_ * (u / c1) / (np.sqrt(v / c2) + ep)
+
+
+@njit(**_SER)
+def _adam_ser(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
+    _adam_range(theta, grad, m1, m2, lr, beta1, beta2, eps, t)
+
+
+@njit(**_PAR)
+def _adam_par(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
+    n = theta.shape[0]
+    nch = _nchunks(n, 8192)
+    for c in prange(nch):
+        i0 = c * n // nch
+        i1 = (c + 1) * n // nch
+        _adam_range(theta[i0:i1], grad[i0:i1], m1[i0:i1], m2[i0:i1], lr, beta1, beta2, eps,
+                    t)
+
+
+# ------------------------------------------------------------- dispatch: size thresholds
+# An output with at least this many entries goes to the parallel variant.  Measured on
+# 2 cores (AMD EPYC, OpenBLAS 0.3.30): see the commit message.
+
+#: forward epilogue, by activation: transcendental ones pay off sooner
+_FWD_PAR_MIN = {IDENTITY: 0, SIGMOID: 1 << 13, TANH: 1 << 13, RELU: 1 << 16,
+                LEAKY_RELU: 1 << 16, SOFTMAX: 1 << 13}
+_BWD_PAR_MIN = 1 << 16          # dZ_prev entries
+_LOSS_PAR_MIN = 1 << 12         # Z entries
+_DELTA_PAR_MIN = 1 << 16        # max(dW entries, dZ entries)
+_SS_PAR_MIN = 1 << 17
+_SGD_PAR_MIN = 1 << 17
+_ADAM_PAR_MIN = 1 << 15
+
+
+class _Table(dict):
+    """code -> (serial, parallel, threshold) kernels, built on first use of a code."""
+
+    def __init__(self, build):
+        super().__init__()
+        self._build = build
+
+    def __missing__(self, key):
+        value = self._build(key)
+        self[key] = value
+        return value
+
+
+def _build_fwd(act):
+    if act not in (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX):
+        raise ValueError(f"unknown activation code {act!r}")
+    return (*_make_fwd(int(act)), _FWD_PAR_MIN[act])
+
+
+def _build_bwd(act):
+    if act not in (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU):
+        raise ValueError(f"activation code {act!r} has no elementwise derivative")
+    return (*_make_bwd(int(act)), _BWD_PAR_MIN)
+
+
+def _build_loss(key):
+    act, loss = divmod(key, 8)
+    if act not in (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX):
+        raise ValueError(f"unknown activation code {act!r}")
+    if loss not in (BCE, CROSS_ENTROPY, MSE, MAE):
+        raise ValueError(f"unknown loss code {loss!r}")
+    if act == SOFTMAX and loss in (MSE, MAE):
+        raise ValueError("softmax has no elementwise derivative: use it with cross_entropy")
+    return (*_make_loss(int(act), int(loss)), _LOSS_PAR_MIN)
+
+
+_FWD = _Table(_build_fwd)
+_BWD = _Table(_build_bwd)
+_LOSS = _Table(_build_loss)
+
+
+# ------------------------------------------------------------------------ the interface
+
+def linear_forward(A_prev, W, b, act, alpha, A):
+    ser, par, big = _FWD[act]
+    (ser if A.size < big else par)(A_prev, W, b, alpha, A)
+
+
+def activation_backward(dZ, W, A_prev, act, alpha, dZ_prev):
+    ser, par, big = _BWD[act]
+    (ser if dZ_prev.size < big else par)(dZ, W, A_prev, alpha, dZ_prev)
+
+
+def loss_grad(Z, Y, act, alpha, loss, A, dZ):
+    ser, par, big = _LOSS[act * 8 + loss]
+    return (ser if Z.size < big else par)(Z, Y, alpha, A, dZ)
+
+
+def accumulate_delta(A_prev, dZ, W, l2, dW, db):
+    if dW.size < _DELTA_PAR_MIN and dZ.size < _DELTA_PAR_MIN:
+        _delta_ser(A_prev, dZ, W, l2, dW, db)
+    else:
+        _delta_par(A_prev, dZ, W, l2, dW, db)
+
+
+def sum_squares(W):
+    return (_ss_ser if W.size < _SS_PAR_MIN else _ss_par)(W)
+
+
+def sgd_update(theta, grad, velocity, lr, momentum, nesterov):
+    (_sgd_ser if theta.size < _SGD_PAR_MIN else _sgd_par)(
+        theta, grad, velocity, lr, momentum, nesterov)
+
+
+def adam_update(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
+    (_adam_ser if theta.size < _ADAM_PAR_MIN else _adam_par)(
+        theta, grad, m1, m2, lr, beta1, beta2, eps, t)
+
+
+# ------------------------------------------------------------------------ array helpers
+
+def empty(shape, dtype):
+    return np.empty(shape, dtype=dtype)
+
+
+def zeros(shape, dtype):
+    return np.zeros(shape, dtype=dtype)
+
+
+def to_device(x):
+    return np.array(x, order="C", copy=True)
+
+
+def to_host(x):
+    return np.array(x, copy=True)

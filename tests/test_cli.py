@@ -1,0 +1,309 @@
+"""The command line: train -> save -> predict round trips on CSV / .npz / .npy, one-line
+errors with exit code 2 for bad input, --plot and History.plot, demo, bench, --help."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import cli
+
+BACKEND = os.environ.get("FASTNN_TEST_BACKEND", "cpu")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECIES = np.array(["setosa", "versicolor", "virginica"])
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)
+
+
+def write_csv(path, rows, header=None):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+@pytest.fixture
+def iris_csv(tmp_path):
+    X, y = _iris()
+    rows = [[*map(str, x), SPECIES[t]] for x, t in zip(X, y)]
+    return write_csv(tmp_path / "iris.csv", rows, ["sepal_l", "sepal_w", "petal_l", "petal_w",
+                                                   "species"])
+
+
+def run(argv, capsys):
+    """cli.main in this process: (exit code, stdout, stderr)."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_column(path_or_text, column=0, from_text=False):
+    lines = path_or_text.splitlines() if from_text else open(path_or_text).read().splitlines()
+    rows = list(csv.reader(lines))
+    return rows[0], [r[column] for r in rows[1:]]
+
+
+TRAIN = ["--epochs", "60", "--lr", "0.01", "--layers", "16", "--quiet", "--backend", BACKEND]
+
+
+# ---------------------------------------------------------------- round trips
+
+def test_csv_round_trip_with_header_and_text_labels(iris_csv, tmp_path, capsys):
+    model, preds = tmp_path / "iris.fnn", tmp_path / "preds.csv"
+    code, out, err = run(["train", iris_csv, "--label", "species", "--output", model] + TRAIN,
+                         capsys)
+    assert code == 0, err
+    assert "val_accuracy" in out and os.path.exists(model)
+    assert "150 rows x 4 features" in err and "3 classes" in err
+    code, _, err = run(["predict", "--model", model, "--input", iris_csv, "--output", preds],
+                       capsys)
+    assert code == 0, err
+    header, labels = read_column(preds)
+    assert header == ["species"]
+    _, y = _iris()
+    assert np.mean(np.array(labels) == SPECIES[y]) > 0.9
+    # probabilities to stdout, one column per class
+    code, out, _ = run(["predict", "-m", model, "-i", iris_csv, "--proba"], capsys)
+    assert code == 0
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0] == [f"proba_{s}" for s in SPECIES]
+    P = np.array(rows[1:], dtype=float)
+    assert P.shape == (150, 3)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)
+    # the saved model is an ordinary fastnn model taking raw (unstandardized) features
+    net = fn.load(model)
+    X, _ = _iris()
+    np.testing.assert_array_equal(SPECIES[net.predict(X)], labels)
+
+
+def test_csv_without_header_label_index_and_regression(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, (300, 3)) * [1, 10, 100]
+    y = 3 * X[:, 0] - 0.2 * X[:, 1] + 0.01 * X[:, 2] + 50
+    data = write_csv(tmp_path / "reg.csv", np.column_stack([y, X]).tolist())
+    model = tmp_path / "reg.fnn"
+    code, out, err = run(["train", data, "--label", "0", "--loss", "mse", "--output", model,
+                          "--epochs", "100", "--lr", "0.01", "--layers", "none", "--quiet",
+                          "--backend", BACKEND], capsys)
+    assert code == 0, err
+    assert "regression" in err and "val_loss" in out
+    code, out, _ = run(["predict", "-m", model, "-i", data], capsys)  # label column dropped
+    assert code == 0
+    header, values = read_column(out, from_text=True)
+    assert header == ["prediction"]
+    pred = np.array(values, dtype=float)
+    assert 1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2) > 0.99
+    features_only = write_csv(tmp_path / "x.csv", X.tolist())
+    code, out2, _ = run(["predict", "-m", model, "-i", features_only], capsys)
+    assert code == 0 and out2 == out
+    code, _, err = run(["predict", "-m", model, "-i", features_only, "--proba"], capsys)
+    assert code == 2 and "regression" in err
+
+
+@pytest.mark.parametrize("ext", ["npz", "npy"])
+def test_npz_and_npy_round_trip(ext, tmp_path, capsys):
+    X, y = _iris()
+    data = tmp_path / f"iris.{ext}"
+    if ext == "npz":
+        np.savez(data, X=X, y=y)
+    else:
+        np.save(data, np.column_stack([X, y]))
+    model = tmp_path / "m.fnn"
+    code, out, err = run(["train", data, "--output", model] + TRAIN, capsys)
+    assert code == 0, err
+    assert "3 classes" in err
+    code, out, err = run(["predict", "-m", model, "-i", data], capsys)
+    assert code == 0, err
+    _, labels = read_column(out, from_text=True)
+    assert np.mean(np.array(labels, dtype=int) == y) > 0.9
+
+
+def test_binary_bce_and_lbfgs(tmp_path, capsys):
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    data = tmp_path / "bc.npz"
+    np.savez(data, X=X, y=np.where(y == 1, "benign", "malignant"))
+    model = tmp_path / "bc.fnn"
+    code, out, err = run(["train", data, "--loss", "bce", "--optimizer", "lbfgs", "--epochs",
+                          "40", "--layers", "8", "--l2", "1", "--quiet", "--output", model,
+                          "--backend", BACKEND], capsys)
+    assert code == 0, err
+    code, out, _ = run(["predict", "-m", model, "-i", data, "--proba"], capsys)
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0] == ["proba_benign", "proba_malignant"]
+    P = np.array(rows[1:], dtype=float)
+    assert np.mean(np.where(P[:, 1] > 0.5, 0, 1) == y) > 0.95
+
+
+# ---------------------------------------------------------------- bad input: exit 2, one line
+
+def _bad_inputs(tmp_path, iris_csv):
+    nonnum = write_csv(tmp_path / "nonnum.csv", [["1", "2", "0"], ["3", "abc", "1"]],
+                       ["a", "b", "y"])
+    ragged = write_csv(tmp_path / "ragged.csv", [["1", "2", "0"], ["3", "4"]], ["a", "b", "y"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, A=np.ones(3))
+    garbage = tmp_path / "garbage.fnn"
+    garbage.write_bytes(b"not a model")
+    return {
+        "non-numeric": (["train", nonnum], "'abc' is not a number"),
+        "ragged": (["train", ragged], "ragged"),
+        "missing label column": (["train", iris_csv, "--label", "colour"], "no label column"),
+        "label index out of range": (["train", iris_csv, "--label", "9"], "no label column"),
+        "missing file": (["train", tmp_path / "nope.csv"], "no such file"),
+        "empty file": (["train", empty], "empty"),
+        "npz without X/y": (["train", npz], "needs 'X'"),
+        "text labels for regression": (["train", iris_csv, "--loss", "mse"], "numeric labels"),
+        "bad model file": (["predict", "-m", garbage, "-i", iris_csv], "not a fastnn model"),
+        "missing model": (["predict", "-m", tmp_path / "no.fnn", "-i", iris_csv], "no such"),
+        "bad layers": (["train", iris_csv, "--layers", "16,x"], "--layers"),
+        "unknown command": (["frobnicate"], "invalid choice"),
+    }
+
+
+CASES = ["non-numeric", "ragged", "missing label column", "label index out of range",
+         "missing file", "empty file", "npz without X/y", "text labels for regression",
+         "bad model file", "missing model", "bad layers", "unknown command"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_and_exit_code_2(case, tmp_path, iris_csv, capsys):
+    argv, expected = _bad_inputs(tmp_path, iris_csv)[case]
+    try:
+        code, out, err = run(argv + ["--quiet"] * (argv[0] == "train" and case != "bad layers"),
+                             capsys)
+    except SystemExit as exc:  # argparse usage errors exit from parse_args
+        code = exc.code
+        out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "error:" in lines[0] and expected in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_predict_input(tmp_path, iris_csv, capsys):
+    model = tmp_path / "iris.fnn"
+    assert run(["train", iris_csv, "--output", model, "--epochs", "1", "--quiet",
+                "--backend", BACKEND], capsys)[0] == 0
+    wrong = write_csv(tmp_path / "wrong.csv", [["1", "2"], ["3", "4"]])
+    nonnum = write_csv(tmp_path / "nn.csv", [["1", "2", "x", "4"]])
+    for path, expected in ((wrong, "expects 4"), (nonnum, "'x' is not a number")):
+        code, _, err = run(["predict", "-m", model, "-i", path], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+def test_subprocess_bad_csv_no_traceback(tmp_path):
+    """The real entry point: `python -m fastnn` on a bad CSV prints one line, exits 2."""
+    bad = write_csv(tmp_path / "bad.csv", [["1", "2", "0"], ["3", "oops", "1"]], ["a", "b", "y"])
+    proc = subprocess.run([sys.executable, "-m", "fastnn", "train", bad, "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"fastnn: error: {bad}: line 3, column 'b': 'oops' is not a number (features must "
+        "be numeric)"]
+    assert proc.stdout == ""
+
+
+# ---------------------------------------------------------------- plots
+
+def test_train_plot_writes_png(iris_csv, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    code, out, err = run(["train", iris_csv, "--output", tmp_path / "m.fnn", "--plot", png,
+                          "--epochs", "3", "--quiet", "--backend", BACKEND], capsys)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib(iris_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    code, _, err = run(["train", iris_csv, "--plot", tmp_path / "c.png", "--quiet",
+                        "--output", tmp_path / "m.fnn"], capsys)
+    assert code == 2 and "fastnn[plot]" in err and len(err.strip().splitlines()) == 1
+    history = fn.History()
+    history._record(0, {"loss": 1.0})
+    with pytest.raises(ImportError, match=r"fastnn\[plot\]"):
+        history.plot()
+
+
+def test_history_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    X, y = _iris()
+    net = fn.Network([fn.Dense(8, "relu"), fn.Dense(3, "softmax")], n_inputs=4, seed=0,
+                     backend=BACKEND)
+    history = net.fit(X, y, epochs=4, validation_data=(X, y), progress=False)
+    fig = history.plot(tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert labels == ["loss", "val_loss", "val_accuracy"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="empty"):
+        fn.History().plot()
+
+
+# ---------------------------------------------------------------- demo, bench, help
+
+def test_demo_still_works(capsys):
+    code, out, _ = run(["demo", "--epochs", "2", "--quiet", "--backend", BACKEND], capsys)
+    assert code == 0 and "test accuracy" in out
+
+
+def test_bench_calls_compare_main(tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "compare.py"
+    fake.write_text("CALLS = []\ndef main(argv):\n    print('compare', argv)\n    return 0\n")
+    monkeypatch.setattr(cli, "_compare_path", lambda: str(fake))
+    code, out, _ = run(["bench", "--workloads", "W1"], capsys)
+    assert code == 0 and "compare ['--quick', '--workloads', 'W1']" in out
+    code, out, _ = run(["bench", "--full"], capsys)
+    assert code == 0 and "compare []" in out
+
+
+def test_bench_without_the_suite(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_compare_path", lambda: None)
+    code, out, err = run(["bench"], capsys)
+    assert code == 1 and "bench/compare.py" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_finds_the_repository_suite():
+    path = cli._compare_path()
+    if not os.path.exists(os.path.join(ROOT, "bench", "compare.py")):
+        pytest.skip("bench/compare.py is not in this checkout")
+    assert os.path.samefile(path, os.path.join(ROOT, "bench", "compare.py"))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], ["demo", "train", "predict", "bench", "examples:"]),
+    (["train"], ["--layers", "--activation", "--loss", "--epochs", "--batch-size", "--lr",
+                 "--l2", "--backend", "--label", "--validation-split", "--output", "--plot",
+                 ".npz", "header"]),
+    (["predict"], ["--model", "--input", "--output", "--proba"]),
+    (["demo"], ["--epochs"]),
+])
+def test_help(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv + ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for word in expected:
+        assert word in out
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = run([], capsys)
+    assert code == 2 and "usage: fastnn" in out

@@ -1,0 +1,343 @@
+"""fastnn.sklearn: scikit-learn's estimator checks, parity with scikit-learn's own MLP, and
+the semantics the estimators promise to match (alpha scaling, 'auto' batch size, stopping)."""
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+#: the kernels backend these tests train on (default: fastnn's default, the Numba CPU one)
+BACKEND = os.environ.get("FASTNN_TEST_BACKEND", "cpu")
+
+# ---------------------------------------------------------------- scikit-learn's checks
+
+#: checks expected to fail, with the reason (kept to a handful)
+EXPECTED_FAILED_CHECKS = {}
+
+
+def _expected_failed(estimator):
+    return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(
+    [MLPClassifier(max_iter=100, backend=BACKEND),
+     MLPRegressor(max_iter=100, backend=BACKEND)],
+    expected_failed_checks=_expected_failed)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+# ---------------------------------------------------------------- parity with scikit-learn
+
+def _split(loader):
+    X, y = loader(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0,
+                                                        stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+@pytest.mark.parametrize("loader", [load_digits, load_iris, load_breast_cancer],
+                         ids=["digits", "iris", "breast_cancer"])
+def test_accuracy_parity_with_sklearn(loader):
+    """Same hyperparameters and random_state as scikit-learn's own MLPClassifier: test
+    accuracy within 2 points."""
+    X_train, X_test, y_train, y_test = _split(loader)
+    params = dict(hidden_layer_sizes=(64,), learning_rate_init=0.01, max_iter=100,
+                  random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = SkMLPClassifier(**params).fit(X_train, y_train).score(X_test, y_test)
+        ours = MLPClassifier(backend=BACKEND, **params).fit(X_train, y_train).score(X_test, y_test)
+    print(f"{loader.__name__}: fastnn {ours:.4f} scikit-learn {theirs:.4f}")
+    assert abs(ours - theirs) <= 0.02
+
+
+# ---------------------------------------------------------------- the semantics matched
+
+def _pair(cls_sk, cls_fn, **params):
+    return cls_sk(**params), cls_fn(backend=BACKEND, **params)
+
+
+def _assert_same_params(sk, ours, rtol=1e-9, atol=1e-11):
+    assert len(sk.coefs_) == len(ours.coefs_)
+    for a, b in zip(sk.coefs_ + sk.intercepts_, ours.coefs_ + ours.intercepts_):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_same_trajectory_as_sklearn(solver):
+    """sklearn's initialization, shuffling order, alpha scaling ('0.5 * alpha * ||W||² /
+    n_samples_in_batch', fastnn's l2/(2m) with l2 = alpha) and 'auto' batch size
+    (min(200, n)): with float64 and the same random_state, sgd and lbfgs follow
+    scikit-learn's parameter trajectory to rounding."""
+    X_train, _, y_train, _ = _split(load_iris)
+    X = np.vstack([X_train] * 3)  # 315 samples: 'auto' makes a 200 batch and a 115 batch
+    y = np.concatenate([y_train] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk, ours = _pair(SkMLPClassifier, MLPClassifier, hidden_layer_sizes=(7, 5),
+                         solver=solver, alpha=0.3, max_iter=12, random_state=3,
+                         learning_rate_init=0.05, activation="tanh")
+        sk.fit(X, y)
+        ours.fit(X, y)
+    _assert_same_params(sk, ours, rtol=1e-7, atol=1e-9)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.loss_, sk.loss_, rtol=1e-9)
+    if solver == "sgd":
+        np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-9)
+
+
+def test_alpha_is_fastnn_l2():
+    """The loss after one full-batch step is J + 0.5 * alpha * ||W||² / n, as fastnn's l2."""
+    import fastnn as fn
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", max_iter=1, shuffle=False,
+                        alpha=2.5, learning_rate_init=1e-12, momentum=0.0,
+                        random_state=0, backend=BACKEND)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    net = clf.network_
+    penalty = 0.5 * 2.5 * sum(float((W ** 2).sum()) for W in clf.coefs_) / 40
+    assert net.cost(X, y, l2=2.5) == pytest.approx(net.cost(X, y) + penalty, rel=1e-10)
+    assert clf.loss_ == pytest.approx(net.cost(X, y, l2=2.5), rel=1e-8)
+    assert isinstance(net, fn.Network)
+
+
+@pytest.mark.parametrize("n, expected", [(150, 150), (450, 200)])
+def test_auto_batch_size(n, expected):
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((n, 4)), rng.integers(0, 3, n)
+    fits = []
+    for batch_size in ("auto", expected):
+        clf = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", max_iter=2, random_state=0,
+                            batch_size=batch_size, backend=BACKEND)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(clf.fit(X, y))
+    _assert_same_params(fits[0], fits[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="sgd", tol=1e-2, n_iter_no_change=3),                       # training loss
+    dict(solver="sgd", early_stopping=True, n_iter_no_change=3),            # validation score
+    dict(solver="sgd", learning_rate="adaptive", tol=1e-2, n_iter_no_change=2),
+    dict(solver="sgd", learning_rate="invscaling", power_t=0.25, learning_rate_init=0.5),
+    dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, batch_size=17),
+], ids=["tol", "early_stopping", "adaptive", "invscaling", "momentum"])
+def test_stopping_and_schedules_match_sklearn(params):
+    X_train, _, y_train, _ = _split(load_breast_cancer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk, ours = _pair(SkMLPClassifier, MLPClassifier, hidden_layer_sizes=(6,), max_iter=60,
+                         random_state=0, **params)
+        sk.fit(X_train, y_train)
+        ours.fit(X_train, y_train)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-7)
+    _assert_same_params(sk, ours, rtol=1e-6, atol=1e-8)
+    if params.get("early_stopping"):
+        assert ours.best_loss_ is None
+        np.testing.assert_allclose(ours.validation_scores_, sk.validation_scores_)
+        assert ours.best_validation_score_ == max(ours.validation_scores_)
+    else:
+        assert ours.best_loss_ == pytest.approx(sk.best_loss_, rel=1e-7)
+
+
+def test_adam_close_to_sklearn():
+    """Adam differs only in where ε enters; the curves agree closely."""
+    X_train, _, y_train, _ = _split(load_iris)
+    sk, ours = _pair(SkMLPClassifier, MLPClassifier, hidden_layer_sizes=(10,), max_iter=30,
+                     random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X_train, y_train)
+        ours.fit(X_train, y_train)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-3)
+
+
+def test_convergence_warning():
+    X, y = load_iris(return_X_y=True)
+    for solver in ("adam", "lbfgs"):
+        with pytest.warns(ConvergenceWarning):
+            MLPClassifier(hidden_layer_sizes=(5,), solver=solver, max_iter=2, random_state=0,
+                          backend=BACKEND).fit(X, y)
+
+
+def test_partial_fit_matches_sklearn():
+    X_train, _, y_train, _ = _split(load_iris)
+    sk, ours = _pair(SkMLPClassifier, MLPClassifier, hidden_layer_sizes=(8,), solver="sgd",
+                     random_state=0, learning_rate_init=0.1)
+    classes = np.unique(y_train)
+    for i in range(3):
+        part = slice(i * 30, (i + 1) * 30)
+        sk.partial_fit(X_train[part], y_train[part], classes=classes)
+        ours.partial_fit(X_train[part], y_train[part], classes=classes)
+    _assert_same_params(sk, ours)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-9)
+    assert ours.n_iter_ == sk.n_iter_ == 1 and ours.t_ == sk.t_
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier(backend=BACKEND).partial_fit(X_train, y_train)
+    for cls in (MLPClassifier, MLPRegressor):  # as scikit-learn: only sgd / adam have it
+        assert not hasattr(cls(solver="lbfgs", backend=BACKEND), "partial_fit")
+        assert hasattr(cls(solver="sgd", backend=BACKEND), "partial_fit")
+
+
+def test_output_layers_and_attributes():
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        multi = MLPClassifier((5, 4), max_iter=5, random_state=0, backend=BACKEND).fit(X, y)
+        binary = MLPClassifier((5,), max_iter=5, random_state=0, backend=BACKEND).fit(X, y == 2)
+        Y = np.stack([y == 0, y == 1, X[:, 0] > 5.8], axis=1).astype(int)
+        multilabel = MLPClassifier((5,), max_iter=5, random_state=0, backend=BACKEND).fit(X, Y)
+        reg = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                           backend=BACKEND).fit(X[:, :3], X[:, 3])
+    assert multi.out_activation_ == "softmax" and multi.network_.loss == "cross_entropy"
+    assert [c.shape for c in multi.coefs_] == [(4, 5), (5, 4), (4, 3)]
+    assert [b.shape for b in multi.intercepts_] == [(5,), (4,), (3,)]
+    assert multi.n_layers_ == 4 and multi.n_outputs_ == 3 and multi.n_features_in_ == 4
+    assert all(c.dtype == np.float64 for c in multi.coefs_ + multi.intercepts_)
+    assert binary.out_activation_ == "logistic" and binary.coefs_[-1].shape == (5, 1)
+    assert binary.predict_proba(X).shape == (150, 2)
+    np.testing.assert_array_equal(binary.classes_, [False, True])
+    assert multilabel.out_activation_ == "logistic" and multilabel.network_.loss == "bce"
+    assert multilabel.predict(X).shape == (150, 3)
+    assert set(np.unique(multilabel.predict(X))) <= {0, 1}
+    proba = multilabel.predict_proba(X)
+    assert proba.shape == (150, 3) and not np.allclose(proba.sum(axis=1), 1)
+    assert reg.out_activation_ == "identity" and reg.predict(X[:, :3]).shape == (150,)
+    assert len(multi.loss_curve_) == multi.n_iter_ == 5
+    for est in (multi, binary, multilabel, reg):
+        assert np.isfinite(est.loss_) and est.best_loss_ <= est.loss_curve_[0]
+
+
+def test_multilabel_parity_with_sklearn():
+    """Multi-label: sigmoid outputs with the summed binary cross-entropy, as scikit-learn."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Y = np.stack([y == 0, y == 2, X[:, 1] > 0], axis=1).astype(int)
+    sk, ours = _pair(SkMLPClassifier, MLPClassifier, hidden_layer_sizes=(6,), solver="lbfgs",
+                     max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X, Y)
+        ours.fit(X, Y)
+    np.testing.assert_allclose(ours.loss_, sk.loss_, rtol=1e-6)
+    np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
+
+
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_regressor_parity_with_sklearn(n_outputs):
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    Y = y if n_outputs == 1 else np.stack([y, -0.5 * y + X[:, 0]], axis=1)
+    for solver in ("sgd", "lbfgs"):
+        sk, ours = _pair(SkMLPRegressor, MLPRegressor, hidden_layer_sizes=(8,), solver=solver,
+                         max_iter=15, random_state=0, alpha=0.01, learning_rate_init=0.01)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk.fit(X, Y)
+            ours.fit(X, Y)
+        if solver == "sgd" or n_outputs == 1:  # multi-output lbfgs: sklearn's loss/gradient
+            _assert_same_params(sk, ours, rtol=1e-6, atol=1e-8)  # disagree by 1/n_outputs
+            assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-8)
+        assert ours.predict(X).shape == sk.predict(X).shape
+        assert ours.score(X, Y) == pytest.approx(sk.score(X, Y), abs=0.05)
+
+
+# ---------------------------------------------------------------- API details
+
+def test_string_labels_pickle_and_grid_search():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    pipe = make_pipeline(StandardScaler(),
+                         MLPClassifier(solver="lbfgs", max_iter=300, random_state=0,
+                                       backend=BACKEND))
+    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (16,)]}, cv=3)
+    grid.fit(X, names)
+    assert grid.best_score_ > 0.85
+    assert set(grid.predict(X)) <= set(names)
+    clone = pickle.loads(pickle.dumps(grid.best_estimator_))
+    np.testing.assert_array_equal(clone.predict(X), grid.predict(X))
+    np.testing.assert_allclose(clone.predict_proba(X), grid.predict_proba(X))
+
+
+def test_coefs_are_the_network_parameters():
+    X, y = load_iris(return_X_y=True)
+    clf = MLPClassifier((3,), solver="lbfgs", max_iter=50, random_state=0,
+                        backend=BACKEND).fit(X, y)
+    before = clf.predict_proba(X)
+    coefs = [c.copy() for c in clf.coefs_]
+    clf.coefs_ = [np.zeros_like(c) for c in coefs]        # assigned: Network.set_params
+    np.testing.assert_allclose(clf.predict_proba(X)[0], clf.predict_proba(X)[-1])
+    clf.coefs_ = coefs
+    np.testing.assert_allclose(clf.predict_proba(X), before)
+    clf.intercepts_[-1][:] += [1e4, 0.0, 0.0]            # edited in place: a view
+    assert (clf.predict(X) == clf.classes_[0]).all()
+    with pytest.raises(AttributeError):
+        MLPClassifier().coefs_
+
+
+def test_warm_start_and_float32():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    clf = MLPClassifier((16,), max_iter=5, warm_start=True, random_state=0, dtype="float32",
+                        learning_rate_init=0.01,
+                        backend=BACKEND)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        first = clf.loss_
+        net = clf.network_
+        clf.fit(X, y)
+    assert clf.network_ is net and clf.loss_ < first
+    assert clf.coefs_[0].dtype == np.float32
+    assert clf.score(X, y) > 0.8
+
+
+def test_errors():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(NotFittedError):
+        MLPClassifier(backend=BACKEND).predict(X)
+    with pytest.raises(ValueError, match="poisson"):
+        MLPRegressor(loss="poisson", backend=BACKEND).fit(X, y)
+    with pytest.raises(ValueError, match="momentum"):
+        MLPClassifier(solver="sgd", momentum=1.0, backend=BACKEND).fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        MLPClassifier(hidden_layer_sizes=(3, 0), backend=BACKEND).fit(X, y)
+    with pytest.raises(ValueError, match="activation"):
+        MLPClassifier(activation="softmax", backend=BACKEND).fit(X, y)
+    with pytest.raises(ValueError, match="backend"):
+        MLPClassifier(backend="tpu").fit(X, y)
+    with pytest.raises(ValueError, match="Unknown label type"):
+        MLPClassifier(backend=BACKEND).fit(X, y + 0.5)
+
+
+def test_logistic_regression_without_hidden_layers():
+    X_train, X_test, y_train, y_test = _split(load_breast_cancer)
+    clf = MLPClassifier(hidden_layer_sizes=(), solver="lbfgs", random_state=0,
+                        backend=BACKEND).fit(X_train, y_train)
+    assert [c.shape for c in clf.coefs_] == [(30, 1)]
+    assert clf.score(X_test, y_test) > 0.93

@@ -15,7 +15,7 @@ def numerical_gradient(net, X, Y, l2=0.0, eps=1e-4, indices=None):
     l2 = check_real(l2, "l2")
     X, Y = net._device(*net._XY(X, Y))
     theta = net.get_flat_params()
-    indices = np.arange(theta.shape[0]) if indices is None else np.asarray(indices)
+    indices = np.arange(theta.shape[0]) if indices is None else _check_indices(indices, theta.shape[0])
     grad = np.empty(indices.shape[0], dtype=np.float64)
     probe = theta.copy()
     try:
@@ -30,7 +30,26 @@ def numerical_gradient(net, X, Y, l2=0.0, eps=1e-4, indices=None):
             grad[j] = (plus - minus) / (2 * eps)
     finally:
         net._write_theta(theta)
+    if not np.isfinite(grad).all():
+        raise ValueError("the numerical gradient is not finite (Inf or NaN): the values of X, Y "
+                         "or l2 are too large for this network's dtype, or eps is too large")
     return grad
+
+
+def _check_indices(indices, n):
+    """indices as a 1-D int64 array of positions in [0, n) (θ has n entries)."""
+    try:
+        idx = np.asarray(indices)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"indices must be a 1-D array of ints ({exc})") from None
+    if idx.dtype.kind not in "iu" or idx.ndim != 1:
+        raise TypeError(f"indices must be a 1-D array of ints; got dtype {idx.dtype}, "
+                        f"shape {idx.shape}") if idx.dtype.kind not in "iu" else \
+            ValueError(f"indices must be 1-D; got shape {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"indices must lie in [0, {n}) (count_params()); "
+                         f"got range [{idx.min()}, {idx.max()}]")
+    return idx.astype(np.int64)
 
 
 def gradcheck(net, X, Y, l2=0.0, eps=1e-4, max_params=None, seed=0):

@@ -7,16 +7,26 @@ The file is a NumPy .npz (zip) archive holding:
   theta     the unrolled parameters, in the network's dtype
   checksum  SHA-256 of config + theta's bytes  (corruption is detected on load)
 
-``save`` writes a temporary file beside `path`, fsyncs it, then renames it over `path`
-(atomic on POSIX), so a crash mid-save leaves either the old file or the new one.
-``load`` never unpickles (allow_pickle=False): a model file cannot run code.
+``save`` writes a temporary file beside `path` (``.NAME.<random>.tmp``, created with the
+umask's permissions), fsyncs it, then renames it over `path` (atomic on POSIX), so a crash
+mid-save leaves either the old file or the new one at `path`, never a partial file (a
+process killed mid-save may leave its temporary file behind; it is never read).
+
+``load`` never unpickles: it reads the zip members itself with NumPy's header parser
+(a literal, not code), refuses object and structured dtypes, checks every declared size
+against the file's real size before allocating, verifies the format tag, the version
+and the checksum, and only then builds the network.  Anything else raises
+``ModelFileError`` (a ValueError) naming the path and what is wrong.
 """
 import hashlib
 import json
+import math
 import os
-import tempfile
+import secrets
+import struct
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -58,8 +68,7 @@ def save(net, path):
     config = dict(net.get_config(), backend=net.backend, fastnn_version=__version__)
     config_bytes = json.dumps(config, sort_keys=True).encode()
     theta = net.get_flat_params()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    fd, tmp = _create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, format=np.frombuffer(FORMAT, np.uint8),
@@ -85,57 +94,177 @@ def save(net, path):
         pass
 
 
+def _create_temporary(directory, basename):
+    """A new file beside the target, opened for writing; mode 0o666 less the umask (what
+    an ordinary open() gives: tempfile.mkstemp's 0o600 would survive the rename)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory!r}")  # pragma: no cover
+
+
+#: the largest config member read (the JSON of even a 1000-layer network is far smaller)
+_MAX_CONFIG_BYTES = 16 << 20
+#: stored members hold their bytes in the file; deflate cannot expand data more than ~1032x
+_MAX_DEFLATE_RATIO = 1100
+
+
 def load(path, backend=None):
     """Read a Network saved by ``save``; verifies the format, version and checksum.
 
     backend: None loads onto the saved backend when it is available here, otherwise onto
     "cpu" (with a warning); or name one explicitly.
+
+    Raises FileNotFoundError when nothing is at `path`, ModelFileError (a ValueError) for
+    a file that is not a complete, intact fastnn model file of a version this fastnn reads.
     """
-    from .backend import available_backends
-    from .layers import Dense
-    from .network import Network
+    from .backend import available_backends, get_backend
 
     path = _as_path(path)
+    if backend is not None:
+        get_backend(backend)  # a bad backend argument is the caller's error, not the file's
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: no model file at {path!r}")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path!r} is a directory, not a fastnn model file")
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ModelFileError(f"{path!r} is empty (0 bytes): not a fastnn model file "
+                                 "(truncated or corrupted)")
+        if f.read(4) != b"PK\x03\x04":
+            raise ModelFileError(f"{path!r} is not a fastnn model file (not a zip archive)")
+        f.seek(0)
+        try:
+            config_bytes, theta = _read_model(f, size, path)
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, ValueError,
+                OSError, EOFError, KeyError, IndexError, NotImplementedError, RuntimeError,
+                OverflowError, MemoryError, UnicodeError, SyntaxError) as exc:
+            raise ModelFileError(f"{path!r} is not a readable fastnn model file "
+                                 f"(truncated or corrupted: {type(exc).__name__}: {exc})") from None
+    config, layers = _parse_config(config_bytes, path)
+    n_params = sum(n_in * layer.units + layer.units for n_in, layer in
+                   zip([config["n_inputs"]] + [layer.units for layer in layers[:-1]], layers))
+    if theta.shape != (n_params,) or theta.dtype != np.dtype(config["dtype"]):
+        raise ModelFileError(f"{path!r}: parameters {theta.shape} {theta.dtype} do not fit the "
+                             f"architecture ({n_params},) {config['dtype']}")
+    saved_backend = config.get("backend", "cpu")
+    if backend is None:
+        backend = saved_backend
+        if not isinstance(backend, str) or backend not in available_backends():
+            warnings.warn(f"model was saved from backend {saved_backend!r}, which is not "
+                          "available here; loading it on 'cpu'", stacklevel=2)
+            backend = "cpu"
+    from .network import Network
+
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            if "format" not in keys or data["format"].tobytes() != FORMAT:
-                raise ModelFileError(f"{path!r} is not a fastnn model file")
-            if not _KEYS <= keys:
-                raise ModelFileError(f"{path!r} lacks {sorted(_KEYS - keys)}")
-            version = int(data["version"][0])
-            if version > FORMAT_VERSION:
-                raise ModelFileError(f"{path!r} has format version {version}, newer than this "
-                                     f"fastnn reads ({FORMAT_VERSION}); upgrade fastnn")
-            config_bytes = data["config"].tobytes()
-            theta = data["theta"]
-            checksum = data["checksum"].tobytes()
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, IndexError) as exc:
-        raise ModelFileError(f"{path!r} is not a readable fastnn model file "
-                             f"(truncated or corrupted: {exc})") from None
-    if _checksum(config_bytes, theta) != checksum:
-        raise ModelFileError(f"{path!r} is corrupted: the parameters' checksum does not match")
-    try:
-        config = json.loads(config_bytes)
-        layers = [Dense(**c) for c in config["layers"]]
-        saved_backend = config.get("backend", "cpu")
-        if backend is None:
-            backend = saved_backend
-            if backend not in available_backends():
-                warnings.warn(f"model was saved from backend {saved_backend!r}, which is not "
-                              "available here; loading it on 'cpu'", stacklevel=2)
-                backend = "cpu"
         net = Network(layers, config["n_inputs"], loss=config["loss"], dtype=config["dtype"],
                       backend=backend, seed=0)
-        net.seed = config.get("seed")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path!r} has an invalid architecture ({exc})") from None
-    if theta.dtype != net.dtype or theta.shape != (net.count_params(),):
-        raise ModelFileError(f"{path!r}: parameters {theta.shape} {theta.dtype} do not fit the "
-                             f"architecture ({net.count_params()},) {net.dtype}")
-    net.set_flat_params(theta)
+    net.seed = config.get("seed")
+    try:
+        net.set_flat_params(theta)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path!r} has invalid parameters ({exc})") from None
     return net
+
+
+def _read_model(f, size, path):
+    """(config bytes, theta) from an open model file, every check but the architecture's."""
+    with zipfile.ZipFile(f) as z:
+        infos = {info.filename: info for info in z.infolist()}
+        if "format.npy" not in infos:
+            raise ModelFileError(f"{path!r} is not a fastnn model file")
+        fmt = _read_npy(z, infos["format.npy"], size, 4096)
+        if fmt.dtype != np.uint8 or fmt.ndim != 1 or fmt.tobytes() != FORMAT:
+            raise ModelFileError(f"{path!r} is not a fastnn model file")
+        missing = sorted(k for k in _KEYS if k + ".npy" not in infos)
+        if missing:
+            raise ModelFileError(f"{path!r} lacks {missing} (truncated or corrupted)")
+        version = _read_npy(z, infos["version.npy"], size, 4096)
+        if version.dtype.kind not in "iu" or version.shape != (1,):
+            raise ModelFileError(f"{path!r} has an unreadable format version "
+                                 f"({version.dtype} {version.shape})")
+        version = int(version[0])
+        if version > FORMAT_VERSION:
+            raise ModelFileError(f"{path!r} has format version {version}, newer than this "
+                                 f"fastnn reads ({FORMAT_VERSION}); upgrade fastnn")
+        if version < 1:
+            raise ModelFileError(f"{path!r} has an invalid format version {version}")
+        config = _read_npy(z, infos["config.npy"], size, _MAX_CONFIG_BYTES)
+        checksum = _read_npy(z, infos["checksum.npy"], size, 4096)
+        theta = _read_npy(z, infos["theta.npy"], size, None)
+    if config.dtype != np.uint8 or config.ndim != 1 or checksum.dtype != np.uint8:
+        raise ModelFileError(f"{path!r} is corrupted: config or checksum has the wrong type")
+    if theta.ndim != 1 or theta.dtype.kind != "f":
+        raise ModelFileError(f"{path!r} is corrupted: the parameters are {theta.dtype} "
+                             f"{theta.shape}, not a 1-D float array")
+    config_bytes = config.tobytes()
+    if _checksum(config_bytes, theta) != checksum.tobytes():
+        raise ModelFileError(f"{path!r} is corrupted: the parameters' checksum does not match")
+    return config_bytes, theta
+
+
+def _read_npy(z, info, file_size, max_bytes):
+    """One .npy member as a read-only array, without pickle and without trusting any size:
+    the member must fit in the file, and its header's shape must fit in the member."""
+    limit = file_size if info.compress_type == zipfile.ZIP_STORED else \
+        file_size * _MAX_DEFLATE_RATIO
+    if info.file_size > limit or (max_bytes is not None and info.file_size > max_bytes):
+        raise ModelFileError(f"member {info.filename!r} declares {info.file_size} bytes, more "
+                             "than the file can hold (truncated or corrupted)")
+    with z.open(info) as fp:
+        major, minor = np.lib.format.read_magic(fp)
+        if (major, minor) == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif (major, minor) == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"member {info.filename!r}: unsupported .npy version {major}.{minor}")
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise ModelFileError(f"member {info.filename!r} has dtype {dtype}: not a fastnn "
+                                 "model file (object arrays are never loaded)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise ValueError(f"member {info.filename!r} declares shape {shape}, more than its "
+                             f"{info.file_size} bytes")
+        data = fp.read(nbytes)
+        if len(data) != nbytes or fp.read(1):  # reading to the end checks the zip CRC
+            raise ValueError(f"member {info.filename!r} has {len(data)} data bytes, expected "
+                             f"{nbytes}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _parse_config(config_bytes, path):
+    """The config dict and its Dense layers, every field checked (ModelFileError)."""
+    from .layers import Dense
+    from .validation import check_dtype, check_int
+
+    try:
+        config = json.loads(config_bytes.decode("utf-8"))
+        if not isinstance(config, dict):
+            raise TypeError("the config is not a JSON object")
+        specs = config["layers"]
+        if not isinstance(specs, list) or not specs:
+            raise TypeError("layers is not a non-empty list")
+        if not all(isinstance(c, dict) for c in specs):
+            raise TypeError("a layer is not a JSON object")
+        layers = [Dense(**c) for c in specs]
+        config["n_inputs"] = check_int(config["n_inputs"], "n_inputs")
+        config["dtype"] = check_dtype(config["dtype"]).name
+        if not isinstance(config["loss"], str):
+            raise TypeError("loss is not a string")
+        seed = config.get("seed")
+        if seed is not None:
+            check_int(seed, "seed", minimum=0)
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{path!r} has an invalid architecture "
+                             f"({type(exc).__name__}: {exc})") from None
+    return config, layers

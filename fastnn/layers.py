@@ -47,7 +47,9 @@ class Dense:
                              f"got {activation!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
             raise ValueError(f"alpha must be a finite number; got {alpha!r}")
-        if init not in INITIALIZERS:
+        if alpha < 0:  # g'(z) is read from the sign of A = g(z): that needs alpha >= 0
+            raise ValueError(f"alpha (the leaky_relu slope) must be >= 0; got {alpha!r}")
+        if not isinstance(init, str) or init not in INITIALIZERS:
             raise ValueError(f"init must be one of {INITIALIZERS}; got {init!r}")
         if (isinstance(init_epsilon, bool) or not isinstance(init_epsilon, numbers.Real)
                 or not init_epsilon > 0 or not math.isfinite(init_epsilon)):

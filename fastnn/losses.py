@@ -12,7 +12,7 @@ identity); the fused kernel is ``loss_grad`` in fastnn.kernels.
 import numpy as np
 
 from . import kernels
-from .validation import writable_contiguous
+from .validation import as_numeric_array, writable_contiguous
 
 ALIASES = {
     "bce": "bce", "binary_crossentropy": "bce", "binary_cross_entropy": "bce", "log_loss": "bce",
@@ -56,9 +56,7 @@ def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
     bce: 0/1 (or any value in [0, 1]) of shape (m, n_out), or (m,) when n_out == 1.
     mse/mae: real targets (m, n_out), or (m,) when n_out == 1.
     """
-    Y = np.asarray(Y)
-    if Y.dtype == object or Y.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array; got dtype {Y.dtype}")
+    Y = as_numeric_array(Y, name, "a numeric array")
     if Y.ndim == 0 or Y.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D; got shape {Y.shape}")
     if Y.shape[0] != m:
@@ -70,10 +68,11 @@ def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
             if not np.all(Y == np.round(Y)):
                 raise ValueError(f"{name}: class labels for loss='cross_entropy' must be "
                                  "integers 0..n_classes-1 (or pass one-hot rows)")
-        labels = Y.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        # the range is checked on the values as given, before any cast can wrap them
+        if Y.size and (Y.min() < 0 or Y.max() >= n_out):
             raise ValueError(f"{name}: labels must lie in [0, {n_out}) for {n_out} output units; "
-                             f"got range [{labels.min()}, {labels.max()}]")
+                             f"got range [{Y.min()}, {Y.max()}]")
+        labels = Y.astype(np.int64)
         out = np.zeros((m, n_out), dtype=dtype)
         out[np.arange(m), labels] = 1
         return out
@@ -83,7 +82,10 @@ def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
                              f"pass {name} with shape (m, {n_out})")
         Y = Y.reshape(m, 1)
     if Y.shape[1] != n_out:
-        raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {n_out} outputs")
+        hint = (f"; pass class labels as a 1-D array of shape (m,)"
+                if loss == "cross_entropy" and Y.shape[1] == 1 else "")
+        raise ValueError(f"{name} has {Y.shape[1]} columns but the network has {n_out} "
+                         f"outputs{hint}")
     out = writable_contiguous(Y, dtype)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} does not fit in {np.dtype(dtype).name} (overflow to Inf)")

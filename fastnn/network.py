@@ -171,7 +171,10 @@ class Network:
                 raise ValueError(f"params[{i}] must be a (W, b) pair")
             for name, value, dst, shape in (("W", pair[0], W_dst, (n_in, n_out)),
                                             ("b", pair[1], b_dst, (n_out,))):
-                value = np.asarray(value)
+                try:
+                    value = np.asarray(value)
+                except (ValueError, TypeError) as exc:  # ragged nested lists
+                    raise ValueError(f"params[{i}] {name} must be a float array ({exc})") from None
                 if value.dtype.kind != "f":
                     raise TypeError(f"params[{i}] {name} must be a float array; got dtype {value.dtype}")
                 if value.shape != shape:
@@ -179,6 +182,9 @@ class Network:
                 if not np.isfinite(value).all():
                     raise ValueError(f"params[{i}] {name} contains NaN or Inf")
                 dst[...] = value
+                if not np.isfinite(dst).all():  # finite float64 may overflow float32
+                    raise ValueError(f"params[{i}] {name} has values too large for "
+                                     f"{self.dtype.name} (overflow to Inf)")
         self._set_theta(host)
 
     def get_flat_params(self):
@@ -187,14 +193,20 @@ class Network:
 
     def set_flat_params(self, theta):
         """Set θ from a 1-D array of count_params() finite values."""
-        theta = np.asarray(theta)
+        try:
+            theta = np.asarray(theta)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise ValueError(f"theta must be a 1-D float array ({exc})") from None
         if theta.dtype.kind not in "fiu":
             raise TypeError(f"theta must be a float array; got dtype {theta.dtype}")
         if theta.ndim != 1 or theta.shape[0] != self._n_params:
             raise ValueError(f"theta must have shape ({self._n_params},); got {theta.shape}")
         if not np.isfinite(theta).all():
             raise ValueError("theta contains NaN or Inf")
-        self._set_theta(theta)
+        cast = np.array(theta, dtype=self.dtype, order="C")  # finite float64 may overflow float32
+        if not np.isfinite(cast).all():
+            raise ValueError(f"theta has values too large for {self.dtype.name} (overflow to Inf)")
+        self._set_theta(cast)
 
     def _write_theta(self, theta):
         """Overwrite θ in place (the views W, b stay valid) from a host vector."""
@@ -276,31 +288,65 @@ class Network:
         return J
 
     # ------------------------------------------------------------------ public compute
+    def _overflow(self, what, names):
+        """The error for a result that is not finite although θ and the inputs are: the
+        inputs' magnitudes overflow this network's dtype."""
+        return ValueError(f"{what} is not finite (Inf or NaN): the values of {names} are too "
+                          f"large for this network in {self.dtype.name}; scale the inputs"
+                          + (" (or lower l2)" if "l2" in names else ""))
+
     def forward(self, X):
-        """The output activations A[L] = g(... g(X @ W1 + b1) ...), shape (m, n_outputs)."""
+        """The output activations A[L] = g(... g(X @ W1 + b1) ...), shape (m, n_outputs).
+
+        Raises ValueError when X's values are so large that the output overflows to Inf/NaN.
+        """
         (X,) = self._device(self._X(X))
-        return self._B.to_host(self._forward_output(X))
+        A = self._B.to_host(self._forward_output(X))
+        if not np.isfinite(A).all():
+            raise self._overflow("the output", "X")
+        return A
 
     def cost(self, X, Y, l2=0.0):
         """J = mean loss over the m examples + l2/(2m) Σ W² (see fastnn.losses)."""
         l2 = check_real(l2, "l2")
         X, Y = self._device(*self._XY(X, Y))
-        return float(self._cost_only(X, Y, l2))
+        J = float(self._cost_only(X, Y, l2))
+        if not np.isfinite(J):
+            raise self._overflow(f"the cost ({J})", "X, Y or l2")
+        return J
 
     def gradients(self, X, Y, l2=0.0):
         """[(dW, db)] = [(dJ/dW, dJ/db)] per layer for the cost J(X, Y, l2): host arrays."""
         l2 = check_real(l2, "l2")
         X, Y = self._device(*self._XY(X, Y))
-        self._cost_and_grad(X, Y, l2)
+        J = self._cost_and_grad(X, Y, l2)
         grad = self._B.to_host(self._grad)
+        if not (np.isfinite(J) and np.isfinite(grad).all()):
+            raise self._overflow("the cost or its gradient", "X, Y or l2")
         return [(dW.copy(), db.copy()) for dW, db in _unrolled_views(grad, self._shapes)]
 
     def step(self, X, Y, optimizer, l2=0.0):
-        """One forward + backward + update on this batch; returns the cost before the update."""
+        """One forward + backward + update on this batch; returns the cost before the update.
+
+        A cost that is not finite, or an update that overflows θ, raises
+        fastnn.TrainingDiverged (a FloatingPointError) and leaves θ as it was.
+        """
+        from .train import TrainingDiverged
+
         optimizer = get_optimizer(optimizer)
         l2 = check_real(l2, "l2")
         X, Y = self._device(*self._XY(X, Y))
-        return float(self._step_device(X, Y, optimizer, l2))
+        J = float(self._cost_and_grad(X, Y, l2))
+        if not np.isfinite(J):
+            raise TrainingDiverged(f"step: the cost is {J}; no update was applied. Lower the "
+                                   "learning rate, scale the inputs, or add l2.")
+        before = self.get_flat_params()
+        self._update(optimizer)
+        if not np.isfinite(self.get_flat_params()).all():
+            self._set_theta(before)  # also drops the optimizer state the update touched
+            raise TrainingDiverged("step: the update overflowed the parameters to Inf/NaN; "
+                                   "they were restored. Lower the learning rate.")
+        return J
 
     def _device(self, *arrays):
         """Host arrays (already validated) -> backend arrays (no copy on CPU backends)."""
@@ -331,6 +377,8 @@ class Network:
         l2 = check_real(l2, "l2")
         Xc, Yc = self._XY(X, Y)
         result = {"loss": float(self._cost_only(*self._device(Xc, Yc), l2))}
+        if not np.isfinite(result["loss"]):
+            raise self._overflow(f"the cost ({result['loss']})", "X, Y or l2")
         if self.loss in CLASSIFICATION:
             result["accuracy"] = accuracy(self._B.to_host(self._workspace(Xc.shape[0]).A_out),
                                           Yc, self.loss)

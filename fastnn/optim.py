@@ -79,9 +79,10 @@ class Adam(Optimizer):
         return {"m1": backend.zeros((n,), dtype), "m2": backend.zeros((n,), dtype), "t": 0}
 
     def update(self, backend, theta, grad, state):
-        state["t"] += 1
+        t = state["t"] + 1  # counted only once the update is done (an interrupt leaves t)
         backend.adam_update(theta, grad, state["m1"], state["m2"], self.lr, self.beta1,
-                            self.beta2, self.eps, state["t"])
+                            self.beta2, self.eps, t)
+        state["t"] = t
 
 
 class LBFGS(Optimizer):

@@ -5,6 +5,8 @@ Each epoch draws a permutation from a seeded generator and gathers X and Y into 
 buffers made once per fit, so every mini-batch is a contiguous slice (no copy per step).
 """
 import math
+import signal
+import threading
 import time
 
 import numpy as np
@@ -184,7 +186,17 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     for name, flag in (("progress", progress), ("shuffle", shuffle), ("restore_best", restore_best)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool; got {flag!r}")
-    callbacks = list(callbacks or [])
+    if callbacks is None:
+        callbacks = []
+    elif callable(callbacks) or isinstance(callbacks, (str, bytes)):
+        raise TypeError(f"callbacks must be a list of callables f(epoch, logs); got {callbacks!r} "
+                        "(wrap a single callback in a list)")
+    else:
+        try:
+            callbacks = list(callbacks)
+        except TypeError:
+            raise TypeError("callbacks must be a list of callables f(epoch, logs); got "
+                            f"{type(callbacks).__name__}") from None
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables f(epoch, logs); got {cb!r}")
@@ -203,45 +215,67 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     best, best_theta, wait = math.inf, None, 0
     bar = _Progress(progress, epochs, "fit")
     t0 = time.perf_counter()
+    # θ and the optimizer state at the start of the epoch (host copies): the replay point
+    # if an update overflows θ (see _diverged); checked finite at the end of every epoch
+    snapshot = _snapshot(net)
     try:
-        for epoch in range(epochs):
-            if shuffle:
-                perm = rng.permutation(m)
-                np.take(X, perm, axis=0, out=Xs)
-                np.take(Y, perm, axis=0, out=Ys)
-            Xd, Yd = net._device(Xs, Ys)
-            epoch_theta = net.get_flat_params()  # restored if an update overflows θ itself
-            total = 0.0
-            for k, i in enumerate(starts):
-                Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
-                J = net._cost_and_grad(Xb, Yb, l2)
-                if not math.isfinite(J):
-                    _diverged(net, history, epoch, k, J, epoch_theta)
-                net._update(optimizer)
-                total += J * Xb.shape[0]
-            logs = {"loss": total / m}
-            if val is not None:
-                logs.update(_evaluate(net, val))
-            logs["time"] = time.perf_counter() - t0
-            history._record(epoch, logs)
-            bar.update(logs)
-            stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
-            if patience is not None:
-                monitored = logs.get("val_loss", logs["loss"])
-                if monitored < best - min_delta:
-                    best, wait, history.best_epoch = monitored, 0, epoch
-                    if restore_best:
-                        best_theta = net.get_flat_params()
-                else:
-                    wait += 1
-                    if wait >= patience:
-                        history.stopped_early = True
-                        history.stop_reason = (f"no improvement of more than {min_delta} in "
-                                               f"{'val_loss' if val is not None else 'loss'} "
-                                               f"for {patience} epochs")
-                        stop = True
-            if stop:
-                break
+        with _DeferredInterrupt() as interrupt:
+            for epoch in range(epochs):
+                if shuffle:
+                    perm = rng.permutation(m)
+                    np.take(X, perm, axis=0, out=Xs)
+                    np.take(Y, perm, axis=0, out=Ys)
+                Xd, Yd = net._device(Xs, Ys)
+                total = 0.0
+
+                def replay(steps, Xd=Xd, Yd=Yd):
+                    """Re-run the epoch's first `steps` steps from its start; stop before
+                    the first update that makes θ non-finite and return its index."""
+                    _restore(net, snapshot)
+                    for j, i in enumerate(starts[:steps]):
+                        net._cost_and_grad(Xd[i:i + batch_size], Yd[i:i + batch_size], l2)
+                        before = _snapshot(net)
+                        net._update(optimizer)
+                        if not np.isfinite(net.get_flat_params()).all():
+                            _restore(net, before)
+                            return j
+                    return None
+
+                for k, i in enumerate(starts):
+                    interrupt.check()  # Ctrl-C takes effect here, between whole steps
+                    Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
+                    J = net._cost_and_grad(Xb, Yb, l2)
+                    if not math.isfinite(J):
+                        _diverged(net, history, epoch, k, J, replay)
+                    net._update(optimizer)
+                    total += J * Xb.shape[0]
+                end = _snapshot(net)
+                if not np.isfinite(end[0]).all():  # the epoch's last update overflowed θ
+                    _diverged(net, history, epoch, len(starts), None, replay)
+                snapshot = end
+                logs = {"loss": total / m}
+                if val is not None:
+                    logs.update(_evaluate(net, val))
+                logs["time"] = time.perf_counter() - t0
+                history._record(epoch, logs)
+                bar.update(logs)
+                stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
+                if patience is not None:
+                    monitored = logs.get("val_loss", logs["loss"])
+                    if monitored < best - min_delta:
+                        best, wait, history.best_epoch = monitored, 0, epoch
+                        if restore_best:
+                            best_theta = net.get_flat_params()
+                    else:
+                        wait += 1
+                        if wait >= patience:
+                            history.stopped_early = True
+                            history.stop_reason = (f"no improvement of more than {min_delta} in "
+                                                   f"{'val_loss' if val is not None else 'loss'} "
+                                                   f"for {patience} epochs")
+                            stop = True
+                if stop:
+                    break
     finally:
         bar.close()
     if best_theta is not None and history.epoch and history.best_epoch != history.epoch[-1]:
@@ -249,16 +283,83 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     return history
 
 
-def _diverged(net, history, epoch, batch, J, epoch_theta):
-    """Stop with a clear error.  θ is the one that produced the non-finite cost (no update
-    was applied); if θ itself is no longer finite, the epoch's starting θ is restored."""
-    if not np.isfinite(net.get_flat_params()).all():
-        net.set_flat_params(epoch_theta)
+def _snapshot(net):
+    """Host copies of θ and of the optimizer's state, to restore with _restore."""
+    B, state = net._B, net._opt_state
+    if state is not None:
+        state = {k: (v if isinstance(v, (int, float)) else B.to_host(v)) for k, v in state.items()}
+    return net.get_flat_params(), net._opt, state
+
+
+def _restore(net, snapshot):
+    theta, opt, state = snapshot
+    net._write_theta(theta)
+    B = net._B
+    net._opt = opt
+    net._opt_state = None if state is None else {
+        k: (v if isinstance(v, (int, float)) else B.to_device(v)) for k, v in state.items()}
+
+
+def _diverged(net, history, epoch, batch, J, replay):
+    """Stop with a clear error, the network holding its last finite parameters.
+
+    J is the non-finite cost at step `batch` of the epoch, computed from the current θ
+    (no update was applied): when θ is finite it is kept.  When θ itself is not finite
+    (or J is None: the end-of-epoch check found θ non-finite after `batch` steps), one of
+    the epoch's updates overflowed it (a saturating activation can keep the cost finite
+    for a while).  θ and the optimizer state go back to the epoch's start and its steps
+    are replayed (training is deterministic) up to just before the first update that
+    overflows: those are the last finite parameters, and that step is the one named.
+    """
+    if J is not None and np.isfinite(net.get_flat_params()).all():
+        reason = f"the cost is {J}"
+    else:
+        reason = "the parameter update overflowed to Inf/NaN"
+        bad = replay(batch)
+        if bad is None:  # pragma: no cover - not reproduced: keep the epoch's start
+            replay(0)
+            bad = max(batch - 1, 0)
+        batch = bad
     raise TrainingDiverged(
-        f"training diverged at epoch {epoch} (0-based), batch {batch}: the cost is {J}. "
+        f"training diverged at epoch {epoch} (0-based), batch {batch}: {reason}. "
         "Lower the learning rate, scale the inputs, or add l2. The network keeps its last "
         "finite parameters; the error's .history holds the completed epochs.",
         history=history, epoch=epoch, batch=batch)
+
+
+class _DeferredInterrupt:
+    """Inside fit, a Ctrl-C (SIGINT) takes effect between training steps, so an interrupted
+    fit leaves θ and the optimizer state as the last completed step left them.  A second
+    Ctrl-C interrupts at once.  Active only in the main thread, and only when SIGINT has
+    Python's default handler (anything else is left alone)."""
+
+    def __enter__(self):
+        self.pending = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self.previous = signal.signal(signal.SIGINT, self._handler)
+            except (ValueError, OSError):  # pragma: no cover - embedded interpreters
+                self.previous = None
+        return self
+
+    def _handler(self, signum, frame):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if exc_type is None:
+            self.check()
+        return False
 
 
 def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks):
@@ -269,15 +370,23 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     maxiter = epochs
     Xd, Yd = net._device(X, Y)
     B = net._B
-    state = {"last_finite": net.get_flat_params()}
+    theta0 = net.get_flat_params()
+    # last_finite: the last evaluated θ with a finite cost; accepted: the last iterate
+    # L-BFGS accepted (θ goes back to it if fit is interrupted mid line search)
+    state = {"last_finite": None, "accepted": theta0, "first_cost": None}
+    interrupt = _DeferredInterrupt()
 
     def fun(theta):
+        interrupt.check()
         net._write_theta(theta)
         J = net._cost_and_grad(Xd, Yd, l2)
-        if not math.isfinite(J):
+        if state["first_cost"] is None:
+            state["first_cost"] = J
+        grad = B.to_host(net._grad).astype(np.float64)
+        if not (math.isfinite(J) and np.isfinite(grad).all()):
             return math.inf, np.zeros_like(theta)
         state["last_finite"] = theta.copy()
-        return J, B.to_host(net._grad).astype(np.float64)
+        return J, grad
 
     bar = _Progress(progress, maxiter, "fit (L-BFGS)")
     t0 = time.perf_counter()
@@ -285,6 +394,7 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     def callback(intermediate_result):
         epoch = len(history.epoch)
         net._write_theta(intermediate_result.x)
+        state["accepted"] = intermediate_result.x.copy()
         logs = {"loss": float(intermediate_result.fun)}
         if val is not None:
             logs.update(_evaluate(net, val))
@@ -295,15 +405,25 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
             raise StopIteration
 
     try:
-        result = minimize(fun, net.get_flat_params().astype(np.float64), jac=True,
-                          method="L-BFGS-B", callback=callback,
-                          options={"maxiter": maxiter, "maxfun": optimizer.maxfun,
-                                   "gtol": optimizer.tol})
+        with interrupt:
+            result = minimize(fun, theta0.astype(np.float64), jac=True,
+                              method="L-BFGS-B", callback=callback,
+                              options={"maxiter": maxiter, "maxfun": optimizer.maxfun,
+                                       "gtol": optimizer.tol})
         theta = result.x
         history.stop_reason = str(result.message)
+    except BaseException:  # KeyboardInterrupt, a callback's error: θ of the last iterate
+        net._write_theta(state["accepted"])
+        raise
     finally:
         bar.close()
-    if not np.all(np.isfinite(theta)):
-        theta = state["last_finite"]
+    if state["last_finite"] is None:  # not one finite cost: θ0 itself overflows
+        net._write_theta(theta0)
+        raise TrainingDiverged(
+            f"training diverged at epoch 0 (0-based), batch 0: the cost is "
+            f"{state['first_cost']}. Scale the inputs, or add l2. The network keeps its "
+            "parameters.", history=history, epoch=0, batch=0)
+    if not (np.all(np.isfinite(theta)) and np.isfinite(theta.astype(net.dtype)).all()):
+        theta = state["last_finite"]  # (finite in float64 is not enough for float32)
     net.set_flat_params(theta)
     return history

@@ -10,9 +10,11 @@ FLOAT_DTYPES = ("float32", "float64")
 
 
 def check_dtype(dtype, name="dtype"):
+    if dtype is None:  # np.dtype(None) is float64: too easy to pass by accident
+        raise TypeError(f"{name} must be 'float32' or 'float64'; got None")
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(f"{name} must be 'float32' or 'float64'; got {dtype!r}") from None
     if dt.name not in FLOAT_DTYPES:
         raise ValueError(f"{name} must be 'float32' or 'float64'; got {dt.name!r}")
@@ -45,8 +47,39 @@ def writable_contiguous(a, dtype):
     Kernels only read their inputs, but a read-only array is a different Numba type and
     would compile a second specialization of every kernel; a copy is cheaper.
     """
-    out = np.ascontiguousarray(a, dtype=dtype)
-    return out if out.flags.writeable else out.copy()
+    out = np.asarray(a, dtype=dtype)
+    flags = out.flags
+    if flags.c_contiguous and flags.aligned and flags.writeable:
+        return out
+    # read-only, strided, unaligned (e.g. np.frombuffer at an odd offset): a fresh copy
+    return np.array(out, dtype=dtype, order="C", copy=True)
+
+
+def as_numeric_array(value, name, what="a numeric array"):
+    """np.asarray(value), refusing what a kernel cannot read: strings, objects, complex,
+    sparse matrices, ragged nested lists.  Errors name the argument."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be {what}; got a string")
+    if _is_sparse(value):
+        raise TypeError(f"{name} is a sparse matrix; pass a dense array ({name}.toarray())")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be {what} ({exc})") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be {what} of real numbers (bool, int or float); "
+                        f"got dtype {arr.dtype}")
+    return arr
+
+
+def _is_sparse(value):
+    """A scipy.sparse matrix or array (without importing scipy.sparse for every call)."""
+    module = type(value).__module__ or ""
+    if not module.startswith("scipy.sparse"):
+        return False
+    from scipy import sparse
+
+    return sparse.issparse(value)
 
 
 def as_features(X, n_inputs, dtype, name="X"):
@@ -55,14 +88,7 @@ def as_features(X, n_inputs, dtype, name="X"):
     Booleans and integers are converted; object, string and complex arrays are refused.
     The input is never modified: a new array is made unless X already fits exactly.
     """
-    if isinstance(X, (str, bytes)):
-        raise TypeError(f"{name} must be a 2-D numeric array; got a string")
-    try:
-        X = np.asarray(X)
-    except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise ValueError(f"{name} must be a 2-D numeric array ({exc})") from None
-    if X.dtype == object or X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array; got dtype {X.dtype}")
+    X = as_numeric_array(X, name, "a 2-D numeric array")
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (m examples, {n_inputs} features); got shape {X.shape}")
     if X.shape[0] == 0:

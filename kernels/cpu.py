@@ -1,34 +1,38 @@
-"""The Numba CPU backend: the kernels of ``fastnn.kernels`` as fused, parallel loops.
+"""The Numba CPU backend: the kernels of ``fastnn.kernels`` as fused, vectorized loops.
 
 Every public function has the signature of its twin in ``reference.py`` and is held equal to
 it by ``tests/test_kernels.py``.  Each is a thin Python wrapper that picks, by the size of
-its output, one ``@njit(cache=True)`` implementation: a *serial* one for small work (opening
-a parallel region costs a few microseconds: more than the whole kernel in a 2-16-16-1
-network), or a *parallel* one (``prange`` over chunks) for large work.
+its output, one ``@njit(cache=True)`` implementation: a *serial* one, or a *parallel* one
+(``prange`` over chunks) from a size threshold on.  On the 2-core target the thresholds
+keep every workload serial: see "dispatch" below for the measurements.
 
-Design (the numbers behind each choice are in the commit message that introduced it):
+Design:
 
 * The matrix products are one BLAS ``?gemm`` call (``_gemm``: numba's own ``numba_xxgemm``
   entry into scipy's BLAS, the function ``np.dot`` uses inside @njit, called directly so
-  that transposes and ``beta`` are free and no ``np.dot`` overload is compiled), always at
-  the top level of a kernel, never inside a ``prange`` body (one thread pool at a time).
-  It is followed by one fused pass (bias + activation, activation derivative, ...).
-  Loop-nest products of our own lost to OpenBLAS at every workload shape, tiny and skinny
-  ones included (OpenBLAS's small-matrix kernels need ~1 us), so there are none.
+  that transposes and ``beta`` are free and no ``np.dot`` overload gets compiled), at the
+  top level of a kernel, never inside a ``prange`` body.  It is followed by one fused pass
+  over the output (bias + activation, activation derivative, L2 term + bias gradient).
+  Loop-nest products of our own lost to OpenBLAS at every workload shape, the tiny and
+  skinny ones included (e.g. 209x20x7: 19 us vs 2.8 us; 32x16x16: 3.2 us vs 0.9 us; only
+  32x2x16 won, 0.6 vs 1.1 us), so there are none.
 * Kernels are specialised on the activation / loss code (closures over a constant, built
-  on first use), so that a network compiles only the activations it uses, and every
-  compiled function stays small (cold compile time).
+  on first use; numba prunes the other branches before compiling), so that a network
+  compiles only what it uses and each compiled function stays small (cold compile time).
 * exp, tanh, sigmoid and log1p are branch-free polynomial forms (``_exp_split``), because
-  numba without SVML calls scalar libm (10-25 ns an element) and such loops do not
-  vectorize; these do (~0.6 ns / element in float32).  Accurate to a few ulp.
-* fastmath only with ``{"nsz", "arcp", "contract", "afn", "reassoc"}`` (never ``"fast"``:
-  NaN and Inf keep their IEEE meaning; ``_exp_split`` drops ``reassoc`` too), and
-  ``error_model="numpy"`` (no division-by-zero branches, so loops vectorize).
-* Deterministic: no ``prange`` reductions.  Sums use a number of chunks fixed by the shape
-  alone and add the partial sums in chunk order; the serial variant uses the same chunks,
-  so a result depends neither on the thread count nor on the variant that ran.
-* Loops inside chunk helpers run over views starting at index 0: a loop from a runtime
-  offset keeps numba's negative-index wraparound in the loop body and does not vectorize.
+  numba without SVML calls scalar libm (5-25 ns an element) in loops that then do not
+  vectorize; these do (sigmoid ~0.7 ns / element in float32, ~2.6 ns in float64).  They
+  are accurate to a few ulp (tests/test_cpu_backend.py checks the whole range).
+* fastmath only with ``{"nsz", "arcp", "contract", "afn"}`` (never ``"fast"``: NaN and Inf
+  keep their IEEE meaning; no ``"reassoc"``, see ``_FM``), and ``error_model="numpy"``
+  (no division-by-zero branches, so loops vectorize).
+* Deterministic, bitwise, across calls, thread counts and processes (cold or warm cache):
+  no ``prange`` reductions; sums run over chunks fixed by the shape alone and add the
+  partial sums in chunk order, the serial variant over the same chunks; no fastmath flag
+  that lets two compiled copies of the same code round differently (``_FM``, ``_LOOP``,
+  ``_SCALAR``).
+* Loops run over views starting at index 0 (``_flat``, slices): a loop from a runtime
+  offset keeps numba's negative-index wraparound in its body and does not vectorize.
 """
 import math
 
@@ -41,16 +45,26 @@ from numba.extending import intrinsic, overload
 from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, MAE, MSE, RELU, SIGMOID, SOFTMAX,
                TANH)
 
-_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
-#: no reassoc inside exp: it could fold the two-constant (Cody-Waite) range reduction
-_FM_EXP = {"nsz", "arcp", "contract", "afn"}
+#: no "reassoc": a parallel kernel's loop body is compiled into a gufunc that exists twice,
+#: its own compiled copy and a copy linked into (and optimized again with) the kernel; the
+#: compiling process may run the first and a process that loads the cache the second, and
+#: with reassoc the two may round differently (measured: sgd with Nesterov momentum).
+#: Without it every copy computes the same bits; sums are written to vectorize without
+#: it (per-column accumulators, or 8 interleaved ones), in a fixed order.
+_FM = {"nsz", "arcp", "contract", "afn"}
 
+#: kernels: the functions the wrappers call (cached; parallel ones add prange)
 _SER = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 _PAR = dict(_SER, parallel=True)
-#: row helpers are inlined into their callers at the numba IR level: never compiled alone
-#: (with every activation branch), and the caller's constant act / loss prunes the rest.
-_INL = dict(fastmath=_FM, error_model="numpy", inline="always")
-_FN = dict(fastmath=_FM, error_model="numpy")
+#: loop helpers are inlined into each kernel at the numba IR level, so that the kernel is
+#: the only compiled copy of their loops (a separately compiled copy, optimized apart with
+#: fastmath, may round differently: the first, compiling process would then disagree
+#: with later ones that load the cache).  A kernel whose act / loss is a constant calls
+#: them from an if-chain that numba prunes before inlining: only what it uses is compiled.
+_LOOP = dict(fastmath=_FM, error_model="numpy", inline="always")
+#: scalar float helpers: IEEE arithmetic, so every compiled copy gives the same bits
+#: (fastmath=False explicitly: an unset option is inherited from the first caller)
+_SCALAR = dict(error_model="numpy", fastmath=False)
 
 
 # ------------------------------------------------------------------------------- BLAS
@@ -112,6 +126,9 @@ _ensure_blas()
 
 
 # ----------------------------------------------------------------- scalar building blocks
+# Scalar float helpers are compiled *without* fastmath (IEEE, fused multiply-adds only where
+# written as _fma): a helper may run as its own compiled copy in one process and inlined in
+# another (after a cache load), and both must give the same bits.
 
 @intrinsic
 def _as_float(typingctx, x):
@@ -129,18 +146,32 @@ def _as_float(typingctx, x):
     return rt(x), codegen
 
 
-def _like(x, ref):
-    """x cast to the dtype of ref (an array or a float scalar)."""
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma: one instruction on FMA hardware, vectorizable)."""
+    if not (a == b == c and a in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
 
 
-@overload(_like)
-def _ov_like(x, ref):
+@intrinsic
+def _like(typingctx, x, ref):
+    """x cast to the float dtype of ref (an array or a float scalar); inline, no call."""
     dt = ref.dtype if isinstance(ref, types.Array) else ref
+    x = types.unliteral(x)
+    if not (isinstance(dt, types.Float) and isinstance(x, (types.Number, types.Boolean))):
+        return None
 
-    def impl(x, ref):
-        return dt(x)
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[0], sig.args[0], dt)
 
-    return impl
+    return dt(x, ref), codegen
 
 
 def _exp_split(x):
@@ -148,10 +179,11 @@ def _exp_split(x):
 
     Branch-free, so loops calling it vectorize.  x below -87 (float32) / -708 (float64) is
     clamped there (exp < 2e-38 / 3e-308 instead of a subnormal or 0); NaN stays NaN.
+    Taylor polynomials of degree 7 / 13 (truncation < 1e-8 / 1e-17 relative).
     """
 
 
-@overload(_exp_split, jit_options={"fastmath": _FM_EXP, "error_model": "numpy"})
+@overload(_exp_split, jit_options=_SCALAR)
 def _ov_exp_split(x):
     if x == types.float32:
         lo, l2e, half = np.float32(-87.0), np.float32(1.4426950408889634), np.float32(0.5)
@@ -162,10 +194,11 @@ def _ov_exp_split(x):
 
         def impl32(x):
             x = lo if x < lo else x
-            n = np.floor(x * l2e + half)
+            n = np.floor(_fma(x, l2e, half))
             n = zero if n != n else n
-            r = (x - n * c1) - n * c2
-            q = r + r * r * (p2 + r * (p3 + r * (p4 + r * (p5 + r * (p6 + r * p7)))))
+            r = _fma(-n, c2, _fma(-n, c1, x))
+            p = _fma(_fma(_fma(_fma(_fma(p7, r, p6), r, p5), r, p4), r, p3), r, p2)
+            q = _fma(r * r, p, r)
             s = _as_float(np.int32((np.int32(n) + bias) << shift))
             return s, q
 
@@ -179,11 +212,21 @@ def _ov_exp_split(x):
 
         def impl64(x):
             x = lo if x < lo else x
-            n = np.floor(x * l2e + 0.5)
+            n = np.floor(_fma(x, l2e, 0.5))
             n = 0.0 if n != n else n
-            r = (x - n * c1) - n * c2
-            q = r + r * r * (p2 + r * (p3 + r * (p4 + r * (p5 + r * (p6 + r * (
-                p7 + r * (p8 + r * (p9 + r * (p10 + r * (p11 + r * (p12 + r * p13)))))))))))
+            r = _fma(-n, c2, _fma(-n, c1, x))
+            p = _fma(p13, r, p12)
+            p = _fma(p, r, p11)
+            p = _fma(p, r, p10)
+            p = _fma(p, r, p9)
+            p = _fma(p, r, p8)
+            p = _fma(p, r, p7)
+            p = _fma(p, r, p6)
+            p = _fma(p, r, p5)
+            p = _fma(p, r, p4)
+            p = _fma(p, r, p3)
+            p = _fma(p, r, p2)
+            q = _fma(r * r, p, r)
             s = _as_float((np.int64(n) + bias) << shift)
             return s, q
 
@@ -192,10 +235,11 @@ def _ov_exp_split(x):
 
 
 def _log1p_unit(e):
-    """log(1 + e) for e in [0, 1] (or NaN): 2 atanh(e / (2 + e)), an odd series in s <= 1/3."""
+    """log(1 + e) for e in [0, 1] (or NaN): 2 atanh(e / (2 + e)), an odd series in s <= 1/3
+    (9 / 18 terms: truncation < 1e-9 / 1e-17 relative)."""
 
 
-@overload(_log1p_unit, jit_options={"fastmath": _FM_EXP, "error_model": "numpy"})
+@overload(_log1p_unit, jit_options=_SCALAR)
 def _ov_log1p_unit(e):
     if e == types.float32:
         two = np.float32(2.0)
@@ -204,8 +248,9 @@ def _ov_log1p_unit(e):
         def impl32(e):
             s = e / (two + e)
             t = s * s
-            return two * s * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (
-                c5 + t * (c6 + t * (c7 + t * c8))))))))
+            p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(c8, t, c7), t, c6), t, c5), t, c4),
+                                    t, c3), t, c2), t, c1), t, c0)
+            return two * s * p
 
         return impl32
     if e == types.float64:
@@ -215,24 +260,24 @@ def _ov_log1p_unit(e):
         def impl64(e):
             s = e / (2.0 + e)
             t = s * s
-            p = c9 + t * (c10 + t * (c11 + t * (c12 + t * (c13 + t * (c14 + t * (
-                c15 + t * (c16 + t * c17)))))))
-            p = c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * (c6 + t * (
-                c7 + t * (c8 + t * p))))))))
+            p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(c17, t, c16), t, c15), t, c14), t,
+                                         c13), t, c12), t, c11), t, c10), t, c9)
+            p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(p, t, c8), t, c7), t, c6), t,
+                                              c5), t, c4), t, c3), t, c2), t, c1), t, c0)
             return 2.0 * s * p
 
         return impl64
     return None
 
 
-@njit(**_FN)
+@njit(**_SCALAR)
 def _exp_nonpos(x):
     """exp(x) for x <= 0 (NaN propagates)."""
     s, q = _exp_split(x)
-    return s + s * q
+    return _fma(s, q, s)
 
 
-@njit(**_FN)
+@njit(**_SCALAR)
 def _sigmoid(z):
     """1 / (1 + e^-z) from e = e^-|z|: no overflow for any z."""
     one = _like(1.0, z)
@@ -240,15 +285,15 @@ def _sigmoid(z):
     return (one if z >= 0 else e) / (one + e)
 
 
-@njit(**_FN)
+@njit(**_SCALAR)
 def _tanh(z):
     """tanh z = -expm1(-2|z|) / (2 + expm1(-2|z|)), with the sign of z."""
     s, q = _exp_split(_like(-2.0, z) * abs(z))
-    em1 = s * q + (s - _like(1.0, z))
+    em1 = _fma(s, q, s - _like(1.0, z))
     return math.copysign(-em1 / (_like(2.0, z) + em1), z)
 
 
-@njit(**_FN)
+@njit(**_SCALAR)
 def _g(z, act, al):
     """g(z) for an elementwise activation code (used by the rare loss pairings only)."""
     if act == SIGMOID:
@@ -262,7 +307,7 @@ def _g(z, act, al):
     return z
 
 
-@njit(**_FN)
+@njit(**_SCALAR)
 def _dg(a, act, al):
     """g'(z) from the output a = g(z)."""
     one = _like(1.0, a)
@@ -278,192 +323,247 @@ def _dg(a, act, al):
 
 
 # ------------------------------------------------------------------------- row helpers
-# One plain @njit helper per activation (compiled only when used), and small
-# inline="always" dispatchers over them: inlined into a kernel whose act / loss is a
-# constant, numba prunes the dead branches before typing, so a relu network never compiles
-# sigmoid's exp.  (Inlining a big helper instead costs seconds of IR copying.)
 
-@njit(**_FN)
+@njit(**_LOOP)
+def _nchunks(n, per_chunk):
+    """Chunks for n items, at least per_chunk each: a function of n only (never of the
+    thread count), so that sums over chunks are the same for any number of threads."""
+    c = n // per_chunk
+    return 1 if c < 1 else (_MAX_CHUNKS if c > _MAX_CHUNKS else c)
+
+
+#: chunked loops use at most this many chunks
+_MAX_CHUNKS = 64
+
+
+@njit(**_LOOP)
 def _softmax_row(row):
     """row = softmax(row), the row max subtracted.  A NaN in the row makes it all NaN (the
     comparison skips it, but exp(NaN - max) then poisons the sum)."""
     mx = row[0]
     for j in range(1, row.shape[0]):
         mx = row[j] if row[j] > mx else mx
+    for j in range(row.shape[0]):
+        row[j] = _exp_nonpos(row[j] - mx)
     s = _like(0.0, row)
     for j in range(row.shape[0]):
-        e = _exp_nonpos(row[j] - mx)
-        row[j] = e
-        s += e
+        s += row[j]
     inv = _like(1.0, row) / s
     for j in range(row.shape[0]):
         row[j] *= inv
 
 
-@njit(**_FN)
-def _fwd_identity_rows(A, b, alpha, r0, r1):
+@njit(**_LOOP)
+def _flat(A, r0, r1):
+    """Rows r0:r1 of a C-contiguous 2-D array as one 1-D view (long loops vectorize well
+    even when the rows are short: n_out = 1, 5, 10 ...)."""
+    n = A.shape[1]
+    return A.reshape(A.size)[r0 * n:r1 * n]
+
+
+@njit(**_LOOP)
+def _add_bias_rows(A, b, r0, r1):
     for i in range(r0, r1):
         row = A[i]
         for j in range(row.shape[0]):
             row[j] += b[j]
 
 
-@njit(**_FN)
+@njit(**_LOOP)
+def _sum8(t):
+    """sum of t in float64: 8 interleaved accumulators (vectorizable without reassociation),
+    combined in a fixed order."""
+    n = t.shape[0]
+    n8 = n - n % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for i in range(0, n8, 8):
+        s0 += t[i]
+        s1 += t[i + 1]
+        s2 += t[i + 2]
+        s3 += t[i + 3]
+        s4 += t[i + 4]
+        s5 += t[i + 5]
+        s6 += t[i + 6]
+        s7 += t[i + 7]
+    for i in range(n8, n):
+        s0 += t[i]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+# A[r0:r1] = g(A[r0:r1] + b), in place, per activation
+
+@njit(**_LOOP)
 def _fwd_relu_rows(A, b, alpha, r0, r1):
     zero = _like(0.0, A)
-    for i in range(r0, r1):
-        row = A[i]
-        for j in range(row.shape[0]):
-            z = row[j] + b[j]
-            row[j] = zero if z < zero else z          # NaN stays NaN
+    if A.shape[1] >= 16:                           # one fused pass over long rows
+        for i in range(r0, r1):
+            row = A[i]
+            for j in range(row.shape[0]):
+                z = row[j] + b[j]
+                row[j] = zero if z < zero else z  # NaN stays NaN
+    else:
+        _add_bias_rows(A, b, r0, r1)
+        f = _flat(A, r0, r1)
+        for t in range(f.shape[0]):
+            f[t] = zero if f[t] < zero else f[t]
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _fwd_leaky_rows(A, b, alpha, r0, r1):
     zero = _like(0.0, A)
     al = _like(alpha, A)
-    for i in range(r0, r1):
-        row = A[i]
-        for j in range(row.shape[0]):
-            z = row[j] + b[j]
-            row[j] = z if z > zero else al * z
+    if A.shape[1] >= 16:
+        for i in range(r0, r1):
+            row = A[i]
+            for j in range(row.shape[0]):
+                z = row[j] + b[j]
+                row[j] = z if z > zero else al * z
+    else:
+        _add_bias_rows(A, b, r0, r1)
+        f = _flat(A, r0, r1)
+        for t in range(f.shape[0]):
+            f[t] = f[t] if f[t] > zero else al * f[t]
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _fwd_sigmoid_rows(A, b, alpha, r0, r1):
-    for i in range(r0, r1):
-        row = A[i]
-        for j in range(row.shape[0]):
-            row[j] = _sigmoid(row[j] + b[j])
+    _add_bias_rows(A, b, r0, r1)
+    f = _flat(A, r0, r1)
+    for t in range(f.shape[0]):
+        f[t] = _sigmoid(f[t])
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _fwd_tanh_rows(A, b, alpha, r0, r1):
-    for i in range(r0, r1):
-        row = A[i]
-        for j in range(row.shape[0]):
-            row[j] = _tanh(row[j] + b[j])
+    _add_bias_rows(A, b, r0, r1)
+    f = _flat(A, r0, r1)
+    for t in range(f.shape[0]):
+        f[t] = _tanh(f[t])
 
 
-@njit(**_FN)
+@njit(**_LOOP)
+def _row_max(row):
+    """max of a row; a NaN in the row makes the softmax row all NaN anyway (the comparison
+    skips it, but exp(NaN - max) then poisons the row's sum)."""
+    mx = row[0]
+    for j in range(1, row.shape[0]):
+        mx = row[j] if row[j] > mx else mx
+    return mx
+
+
+@njit(**_LOOP)
 def _fwd_softmax_rows(A, b, alpha, r0, r1):
-    for i in range(r0, r1):
+    one = _like(1.0, A)
+    for i in range(r0, r1):                    # z + b - max(z + b), row by row
         row = A[i]
         for j in range(row.shape[0]):
             row[j] += b[j]
-        _softmax_row(row)
+        mx = _row_max(row)
+        for j in range(row.shape[0]):
+            row[j] -= mx
+    f = _flat(A, r0, r1)                       # exp over the whole block
+    for t in range(f.shape[0]):
+        f[t] = _exp_nonpos(f[t])
+    for i in range(r0, r1):                    # normalise, row by row
+        row = A[i]
+        s = _like(0.0, A)
+        for j in range(row.shape[0]):
+            s += row[j]
+        inv = one / s
+        for j in range(row.shape[0]):
+            row[j] *= inv
 
 
-@njit(**_INL)
-def _bias_act_rows(A, b, act, alpha, r0, r1):
-    """A[r0:r1] = g(A[r0:r1] + b) in place (softmax row-wise)."""
-    if act == RELU:
-        _fwd_relu_rows(A, b, alpha, r0, r1)
-    elif act == LEAKY_RELU:
-        _fwd_leaky_rows(A, b, alpha, r0, r1)
-    elif act == SIGMOID:
-        _fwd_sigmoid_rows(A, b, alpha, r0, r1)
-    elif act == TANH:
-        _fwd_tanh_rows(A, b, alpha, r0, r1)
-    elif act == SOFTMAX:
-        _fwd_softmax_rows(A, b, alpha, r0, r1)
-    else:
-        _fwd_identity_rows(A, b, alpha, r0, r1)
+# out[r0:r1] *= g'(A_prev[r0:r1]), per activation (identity: nothing to do); elementwise,
+# so over the block as one 1-D loop
 
-
-@njit(**_FN)
+@njit(**_LOOP)
 def _bwd_sigmoid_rows(A_prev, alpha, out, r0, r1):
     one = _like(1.0, out)
-    for i in range(r0, r1):
-        o, a = out[i], A_prev[i]
-        for j in range(o.shape[0]):
-            o[j] *= a[j] * (one - a[j])
+    o, a = _flat(out, r0, r1), _flat(A_prev, r0, r1)
+    for t in range(o.shape[0]):
+        o[t] *= a[t] * (one - a[t])
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _bwd_tanh_rows(A_prev, alpha, out, r0, r1):
     one = _like(1.0, out)
-    for i in range(r0, r1):
-        o, a = out[i], A_prev[i]
-        for j in range(o.shape[0]):
-            o[j] *= one - a[j] * a[j]
+    o, a = _flat(out, r0, r1), _flat(A_prev, r0, r1)
+    for t in range(o.shape[0]):
+        o[t] *= one - a[t] * a[t]
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _bwd_relu_rows(A_prev, alpha, out, r0, r1):
     one = _like(1.0, out)
     zero = _like(0.0, out)
-    for i in range(r0, r1):
-        o, a = out[i], A_prev[i]
-        for j in range(o.shape[0]):
-            o[j] *= one if a[j] > zero else zero      # a multiply: NaN / Inf in dZ stay
+    o, a = _flat(out, r0, r1), _flat(A_prev, r0, r1)
+    for t in range(o.shape[0]):
+        o[t] *= one if a[t] > zero else zero      # a product: NaN / Inf in dZ stay
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _bwd_leaky_rows(A_prev, alpha, out, r0, r1):
     one = _like(1.0, out)
     zero = _like(0.0, out)
     al = _like(alpha, out)
-    for i in range(r0, r1):
-        o, a = out[i], A_prev[i]
-        for j in range(o.shape[0]):
-            o[j] *= one if a[j] > zero else al
+    o, a = _flat(out, r0, r1), _flat(A_prev, r0, r1)
+    for t in range(o.shape[0]):
+        o[t] *= one if a[t] > zero else al
 
 
-@njit(**_INL)
-def _dact_rows(A_prev, act, alpha, out, r0, r1):
-    """out[r0:r1] *= g'(A_prev[r0:r1]) (identity: nothing to do)."""
-    if act == SIGMOID:
-        _bwd_sigmoid_rows(A_prev, alpha, out, r0, r1)
-    elif act == TANH:
-        _bwd_tanh_rows(A_prev, alpha, out, r0, r1)
-    elif act == RELU:
-        _bwd_relu_rows(A_prev, alpha, out, r0, r1)
-    elif act == LEAKY_RELU:
-        _bwd_leaky_rows(A_prev, alpha, out, r0, r1)
+# loss_grad on rows r0:r1: A = g(Z), dZ written, the rows' loss returned (float64).
+# buf: a float64 scratch of _LOSS_BLOCK entries.  Sums run in a fixed order.
+
+_LOSS_BLOCK = 512
 
 
-@njit(**_FN)
-def _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1):
-    """sigmoid + BCE from the logits, one exp per entry for A, dZ and J."""
+@njit(**_LOOP)
+def _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1, buf):
+    """sigmoid + BCE from the logits, one exp per entry for A, dZ and J; elementwise, so
+    over the block as 1-D loops, in pieces of _LOSS_BLOCK (the terms' scratch)."""
     zero = _like(0.0, Z)
     one = _like(1.0, Z)
     fm = _like(Z.shape[0], Z)
+    z, y, a, d = _flat(Z, r0, r1), _flat(Y, r0, r1), _flat(A, r0, r1), _flat(dZ, r0, r1)
     J = 0.0
-    for i in range(r0, r1):
-        z, y, a, d = Z[i], Y[i], A[i], dZ[i]
-        Jr = 0.0
-        for j in range(z.shape[0]):
-            e = _exp_nonpos(-abs(z[j]))
-            aj = (one if z[j] >= 0 else e) / (one + e)
-            a[j] = aj
-            d[j] = (aj - y[j]) / fm
-            Jr += (z[j] if z[j] > 0 else zero) - y[j] * z[j] + _log1p_unit(e)
-        J += Jr
+    for s0 in range(0, z.shape[0], _LOSS_BLOCK):
+        s1 = min(z.shape[0], s0 + _LOSS_BLOCK)
+        zz, yy, aa, dd, tt = z[s0:s1], y[s0:s1], a[s0:s1], d[s0:s1], buf[:s1 - s0]
+        for t in range(zz.shape[0]):
+            e = _exp_nonpos(-abs(zz[t]))
+            at = (one if zz[t] >= 0 else e) / (one + e)
+            aa[t] = at
+            dd[t] = (at - yy[t]) / fm
+            tt[t] = (zz[t] if zz[t] > 0 else zero) - yy[t] * zz[t] + _log1p_unit(e)
+        J += _sum8(tt)
     return J
 
 
-@njit(**_FN)
-def _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1):
+@njit(**_LOOP)
+def _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1, buf):
     """softmax + cross-entropy: J = sum y (logsumexp(z) - z), the row max subtracted."""
-    zero = _like(0.0, Z)
     one = _like(1.0, Z)
     fm = _like(Z.shape[0], Z)
+    n = Z.shape[1]
+    for i in range(r0, r1):                    # a = z - max(z), row by row
+        z, a = Z[i], A[i]
+        mx = _row_max(z)
+        for j in range(n):
+            a[j] = z[j] - mx
+    f = _flat(A, r0, r1)                       # exp over the whole block
+    for t in range(f.shape[0]):
+        f[t] = _exp_nonpos(f[t])
     J = 0.0
     for i in range(r0, r1):
         z, y, a, d = Z[i], Y[i], A[i], dZ[i]
-        mx = z[0]
-        for j in range(1, z.shape[0]):
-            mx = z[j] if z[j] > mx else mx
-        s = zero
-        for j in range(z.shape[0]):
-            e = _exp_nonpos(z[j] - mx)
-            a[j] = e
-            s += e
+        s = _like(0.0, Z)
+        for j in range(n):
+            s += a[j]
         inv = one / s
-        lse = mx + math.log(s)
+        lse = _row_max(z) + math.log(s)
         Jr = 0.0
-        for j in range(z.shape[0]):
+        for j in range(n):
             aj = a[j] * inv
             a[j] = aj
             d[j] = (aj - y[j]) / fm
@@ -472,14 +572,14 @@ def _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1):
     return J
 
 
-@njit(**_FN)
-def _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1):
+@njit(**_LOOP)
+def _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1, buf):
     """Any other (activation, loss) pairing: A = g(Z), then the loss from A (and Z)."""
     zero = _like(0.0, Z)
     one = _like(1.0, Z)
     fm = _like(Z.shape[0], Z)
     al = _like(alpha, Z)
-    J = 0.0
+    acc = np.zeros(Z.shape[1], np.float64)     # one accumulator per column
     for i in range(r0, r1):
         z, y, a, d = Z[i], Y[i], A[i], dZ[i]
         n = z.shape[0]
@@ -487,12 +587,11 @@ def _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1):
             a[j] = _g(z[j], act, al)
         if act == SOFTMAX:
             _softmax_row(a)
-        Jr = 0.0
         if loss == BCE:
             for j in range(n):
                 d[j] = (a[j] - y[j]) / fm
-                Jr += ((z[j] if z[j] > 0 else zero) - y[j] * z[j]
-                       + _log1p_unit(_exp_nonpos(-abs(z[j]))))
+                acc[j] += ((z[j] if z[j] > 0 else zero) - y[j] * z[j]
+                           + _log1p_unit(_exp_nonpos(-abs(z[j]))))
         elif loss == CROSS_ENTROPY:
             mx = z[0]
             for j in range(1, n):
@@ -503,34 +602,25 @@ def _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1):
             lse = mx + math.log(s)
             for j in range(n):
                 d[j] = (a[j] - y[j]) / fm
-                Jr += y[j] * (lse - z[j])
+                acc[j] += y[j] * (lse - z[j])
         elif loss == MSE:
             for j in range(n):
                 r = a[j] - y[j]
                 d[j] = r * _dg(a[j], act, al) / fm
-                Jr += 0.5 * (r * r)
+                acc[j] += 0.5 * (r * r)
         else:  # MAE
             for j in range(n):
                 r = a[j] - y[j]
                 sg = one if r > 0 else (-one if r < 0 else r)   # np.sign; NaN kept
                 d[j] = sg * _dg(a[j], act, al) / fm
-                Jr += abs(r)
-        J += Jr
+                acc[j] += abs(r)
+    J = 0.0
+    for j in range(acc.shape[0]):
+        J += acc[j]
     return J
 
 
-@njit(**_INL)
-def _loss_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1):
-    """Rows r0:r1 of loss_grad: A = g(Z) and dZ written, the rows' loss returned (float64)."""
-    if act == SIGMOID and loss == BCE:
-        return _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1)
-    elif act == SOFTMAX and loss == CROSS_ENTROPY:
-        return _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1)
-    else:
-        return _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1)
-
-
-@njit(**_FN)
+@njit(**_LOOP)
 def _colsum(D, db, j0, j1):
     """db[j0:j1] = D[:, j0:j1].sum(0), rows added in order (as NumPy's sum(axis=0) does)."""
     out = db[j0:j1]
@@ -542,7 +632,7 @@ def _colsum(D, db, j0, j1):
             out[j] += row[j]
 
 
-@njit(**_FN)
+@njit(**_LOOP)
 def _scaled_rows(dW, W, c, k0, k1):
     """dW[k0:k1] = c W[k0:k1]."""
     for k in range(k0, k1):
@@ -552,18 +642,75 @@ def _scaled_rows(dW, W, c, k0, k1):
             o[j] = c * w[j]
 
 
-#: reductions use at most this many chunks (fixed by the shape, never by the thread count)
-_MAX_CHUNKS = 64
+@njit(**_LOOP)
+def _sq(v):
+    w = np.float64(v)
+    return w * w
 
 
-@njit(**_FN)
-def _nchunks(n, per_chunk):
-    """Chunks for n items, at least per_chunk each: a function of n only."""
-    c = n // per_chunk
-    return 1 if c < 1 else (_MAX_CHUNKS if c > _MAX_CHUNKS else c)
+@njit(**_LOOP)
+def _ss_range(x):
+    """sum of x**2 in float64, x a view: 8 interleaved accumulators (vectorizable without
+    reassociation), combined in a fixed order."""
+    n = x.shape[0]
+    n8 = n - n % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for i in range(0, n8, 8):
+        s0 += _sq(x[i])
+        s1 += _sq(x[i + 1])
+        s2 += _sq(x[i + 2])
+        s3 += _sq(x[i + 3])
+        s4 += _sq(x[i + 4])
+        s5 += _sq(x[i + 5])
+        s6 += _sq(x[i + 6])
+        s7 += _sq(x[i + 7])
+    for i in range(n8, n):
+        s0 += _sq(x[i])
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(**_LOOP)
+def _sgd_range(theta, grad, velocity, lr, momentum, nesterov):
+    lr_ = _like(lr, theta)
+    if momentum == 0.0:
+        for i in range(theta.shape[0]):
+            theta[i] -= lr_ * grad[i]
+        return
+    mu = _like(momentum, theta)
+    if nesterov:
+        for i in range(theta.shape[0]):
+            g = lr_ * grad[i]
+            v = mu * velocity[i] - g
+            velocity[i] = v
+            theta[i] += mu * v - g
+    else:
+        for i in range(theta.shape[0]):
+            v = mu * velocity[i] - lr_ * grad[i]
+            velocity[i] = v
+            theta[i] += v
+
+
+@njit(**_LOOP)
+def _adam_range(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
+    b1 = _like(beta1, theta)
+    b2 = _like(beta2, theta)
+    a1 = _like(1.0 - beta1, theta)
+    a2 = _like(1.0 - beta2, theta)
+    c1 = _like(1.0 - beta1 ** t, theta)
+    c2 = _like(1.0 - beta2 ** t, theta)
+    lr_ = _like(lr, theta)
+    ep = _like(eps, theta)
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        u = b1 * m1[i] + a1 * g
+        v = b2 * m2[i] + a2 * g * g
+        m1[i] = u
+        m2[i] = v
+        theta[i] -= lr_ * (u / c1) / (np.sqrt(v / c2) + ep)
 
 
 # ------------------------------------------------------------ kernels, per activation
+# Built on first use of a code (_Table below); act / loss are closure constants.
 
 def _make_fwd(act):
     """(serial, parallel) A = g(X @ W + b) for one activation code."""
@@ -581,7 +728,17 @@ def _make_fwd(act):
     @njit(**_SER)
     def fwd_ser(X, W, b, alpha, A):
         _gemm(X, W, A, False, False, 0.0)
-        _bias_act_rows(A, b, act, alpha, 0, A.shape[0])
+        m = A.shape[0]
+        if act == RELU:
+            _fwd_relu_rows(A, b, alpha, 0, m)
+        elif act == LEAKY_RELU:
+            _fwd_leaky_rows(A, b, alpha, 0, m)
+        elif act == SIGMOID:
+            _fwd_sigmoid_rows(A, b, alpha, 0, m)
+        elif act == TANH:
+            _fwd_tanh_rows(A, b, alpha, 0, m)
+        else:
+            _fwd_softmax_rows(A, b, alpha, 0, m)
 
     @njit(**_PAR)
     def fwd_par(X, W, b, alpha, A):
@@ -589,7 +746,18 @@ def _make_fwd(act):
         m = A.shape[0]
         nch = _nchunks(m, 4)
         for c in prange(nch):
-            _bias_act_rows(A, b, act, alpha, c * m // nch, (c + 1) * m // nch)
+            r0 = c * m // nch
+            r1 = (c + 1) * m // nch
+            if act == RELU:
+                _fwd_relu_rows(A, b, alpha, r0, r1)
+            elif act == LEAKY_RELU:
+                _fwd_leaky_rows(A, b, alpha, r0, r1)
+            elif act == SIGMOID:
+                _fwd_sigmoid_rows(A, b, alpha, r0, r1)
+            elif act == TANH:
+                _fwd_tanh_rows(A, b, alpha, r0, r1)
+            else:
+                _fwd_softmax_rows(A, b, alpha, r0, r1)
 
     return fwd_ser, fwd_par
 
@@ -606,7 +774,15 @@ def _make_bwd(act):
     @njit(**_SER)
     def bwd_ser(dZ, W, A_prev, alpha, dZ_prev):
         _gemm(dZ, W, dZ_prev, False, True, 0.0)
-        _dact_rows(A_prev, act, alpha, dZ_prev, 0, dZ_prev.shape[0])
+        m = dZ_prev.shape[0]
+        if act == SIGMOID:
+            _bwd_sigmoid_rows(A_prev, alpha, dZ_prev, 0, m)
+        elif act == TANH:
+            _bwd_tanh_rows(A_prev, alpha, dZ_prev, 0, m)
+        elif act == RELU:
+            _bwd_relu_rows(A_prev, alpha, dZ_prev, 0, m)
+        else:
+            _bwd_leaky_rows(A_prev, alpha, dZ_prev, 0, m)
 
     @njit(**_PAR)
     def bwd_par(dZ, W, A_prev, alpha, dZ_prev):
@@ -614,22 +790,43 @@ def _make_bwd(act):
         m = dZ_prev.shape[0]
         nch = _nchunks(m, 4)
         for c in prange(nch):
-            _dact_rows(A_prev, act, alpha, dZ_prev, c * m // nch, (c + 1) * m // nch)
+            r0 = c * m // nch
+            r1 = (c + 1) * m // nch
+            if act == SIGMOID:
+                _bwd_sigmoid_rows(A_prev, alpha, dZ_prev, r0, r1)
+            elif act == TANH:
+                _bwd_tanh_rows(A_prev, alpha, dZ_prev, r0, r1)
+            elif act == RELU:
+                _bwd_relu_rows(A_prev, alpha, dZ_prev, r0, r1)
+            else:
+                _bwd_leaky_rows(A_prev, alpha, dZ_prev, r0, r1)
 
     return bwd_ser, bwd_par
 
 
 def _make_loss(act, loss):
-    """(serial, parallel) loss_grad for one (activation, loss) pair."""
+    """(serial, parallel) loss_grad for one (activation, loss) pair.
+
+    Both sum the same fixed chunks of rows, in the same order: J has the same bits
+    whichever variant ran and whatever the thread count."""
+    fused = 1 if (act == SIGMOID and loss == BCE) else (
+        2 if (act == SOFTMAX and loss == CROSS_ENTROPY) else 0)
 
     @njit(**_SER)
     def loss_ser(Z, Y, alpha, A, dZ):
         m = Z.shape[0]
         nch = _nchunks(m, 16)
-        part = np.empty(nch, np.float64)    # the same chunks and sum as loss_par: the
-        for c in range(nch):                # same bits whichever variant runs
-            part[c] = _loss_rows(Z, Y, act, alpha, loss, A, dZ, c * m // nch,
-                                 (c + 1) * m // nch)
+        part = np.empty(nch, np.float64)
+        for c in range(nch):
+            r0 = c * m // nch
+            r1 = (c + 1) * m // nch
+            buf = np.empty(_LOSS_BLOCK, np.float64)
+            if fused == 1:
+                part[c] = _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1, buf)
+            elif fused == 2:
+                part[c] = _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1, buf)
+            else:
+                part[c] = _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1, buf)
         J = 0.0
         for c in range(nch):
             J += part[c]
@@ -641,8 +838,15 @@ def _make_loss(act, loss):
         nch = _nchunks(m, 16)
         part = np.empty(nch, np.float64)
         for c in prange(nch):
-            part[c] = _loss_rows(Z, Y, act, alpha, loss, A, dZ, c * m // nch,
-                                 (c + 1) * m // nch)
+            r0 = c * m // nch
+            r1 = (c + 1) * m // nch
+            buf = np.empty(_LOSS_BLOCK, np.float64)
+            if fused == 1:
+                part[c] = _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1, buf)
+            elif fused == 2:
+                part[c] = _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1, buf)
+            else:
+                part[c] = _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1, buf)
         J = 0.0
         for c in range(nch):
             J += part[c]
@@ -685,15 +889,6 @@ def _delta_par(X, dZ, W, l2, dW, db):
 _SS_CHUNK = 4096
 
 
-@njit(**_FN)
-def _ss_range(x):
-    s = 0.0
-    for i in range(x.shape[0]):
-        v = np.float64(x[i])
-        s += v * v
-    return s
-
-
 @njit(**_SER)
 def _ss_ser(W):
     x = W.reshape(W.size)
@@ -724,27 +919,6 @@ def _ss_par(W):
 
 # ------------------------------------------------------------ sgd_update, adam_update
 
-@njit(**_FN)
-def _sgd_range(theta, grad, velocity, lr, momentum, nesterov):
-    lr_ = _like(lr, theta)
-    if momentum == 0.0:
-        for i in range(theta.shape[0]):
-            theta[i] -= lr_ * grad[i]
-        return
-    mu = _like(momentum, theta)
-    if nesterov:
-        for i in range(theta.shape[0]):
-            g = lr_ * grad[i]
-            v = mu * velocity[i] - g
-            velocity[i] = v
-            theta[i] += mu * v - g
-    else:
-        for i in range(theta.shape[0]):
-            v = mu * velocity[i] - lr_ * grad[i]
-            velocity[i] = v
-            theta[i] += v
-
-
 @njit(**_SER)
 def _sgd_ser(theta, grad, velocity, lr, momentum, nesterov):
     _sgd_range(theta, grad, velocity, lr, momentum, nesterov)
@@ -760,25 +934,6 @@ def _sgd_par(theta, grad, velocity, lr, momentum, nesterov):
         # velocity may be a placeholder of length 1 when momentum == 0
         v = velocity[i0:i1] if momentum != 0.0 else velocity
         _sgd_range(theta[i0:i1], grad[i0:i1], v, lr, momentum, nesterov)
-
-
-@njit(**_FN)
-def _adam_range(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
-    b1 = _like(beta1, theta)
-    b2 = _like(beta2, theta)
-    a1 = _like(1.0 - beta1, theta)
-    a2 = _like(1.0 - beta2, theta)
-    c1 = _like(1.0 - beta1 ** t, theta)
-    c2 = _like(1.0 - beta2 ** t, theta)
-    lr_ = _like(lr, theta)
-    ep = _like(eps, theta)
-    for i in range(theta.shape[0]):
-        g = grad[i]
-        u = b1 * m1[i] + a1 * g
-        v = b2 * m2[i] + a2 * g * g
-        m1[i] = u
-        m2[i] = v
-        theta[i] -= lr_ * (u / c1) / (np.sqrt(v / c2) + ep)
 
 
 @njit(**_SER)
@@ -798,18 +953,28 @@ def _adam_par(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
 
 
 # ------------------------------------------------------------- dispatch: size thresholds
-# An output with at least this many entries goes to the parallel variant.  Measured on
-# 2 cores (AMD EPYC, OpenBLAS 0.3.30): see the commit message.
+# An output (for the updates: a vector) with at least this many entries goes to the
+# parallel variant, below it to the serial one.
+#
+# Measured on the 2-core target (AMD EPYC, OpenBLAS 0.3.30 pthreads, numba's OpenMP
+# layer): a numba parallel region run between multithreaded OpenBLAS calls loses to the
+# serial variant at every size tried (64K to 4M entries), by 1.2x to 9x per training step:
+# OpenBLAS's idle workers spin (yielding) for ~0.1 s after each call and GOMP's workers spin
+# without yielding, so the two pools take the second core from each other (4 ms scheduler
+# stalls).  In isolation the parallel variants do win (e.g. Adam on 2.1M params: 1184 ->
+# 471 us, sigmoid-BCE loss on 50K entries: 361 -> 205 us), so they are kept, tested, and
+# used only for outputs so large (16M entries) that the contention cannot dominate.  On a
+# machine with many cores, lower these (the parallel variants stay deterministic).
 
-#: forward epilogue, by activation: transcendental ones pay off sooner
-_FWD_PAR_MIN = {IDENTITY: 0, SIGMOID: 1 << 13, TANH: 1 << 13, RELU: 1 << 16,
-                LEAKY_RELU: 1 << 16, SOFTMAX: 1 << 13}
-_BWD_PAR_MIN = 1 << 16          # dZ_prev entries
-_LOSS_PAR_MIN = 1 << 12         # Z entries
-_DELTA_PAR_MIN = 1 << 16        # max(dW entries, dZ entries)
-_SS_PAR_MIN = 1 << 17
-_SGD_PAR_MIN = 1 << 17
-_ADAM_PAR_MIN = 1 << 15
+_PAR_MIN = 1 << 24
+_FWD_PAR_MIN = {IDENTITY: 0, SIGMOID: _PAR_MIN, TANH: _PAR_MIN, RELU: _PAR_MIN,
+                LEAKY_RELU: _PAR_MIN, SOFTMAX: _PAR_MIN}   # identity: one variant only
+_BWD_PAR_MIN = _PAR_MIN         # dZ_prev entries
+_LOSS_PAR_MIN = _PAR_MIN        # Z entries
+_DELTA_PAR_MIN = _PAR_MIN       # dW entries or dZ entries
+_SS_PAR_MIN = _PAR_MIN
+_SGD_PAR_MIN = _PAR_MIN
+_ADAM_PAR_MIN = _PAR_MIN
 
 
 class _Table(dict):

@@ -35,6 +35,24 @@ def assert_close(actual, desired, dtype):
             f"max abs diff {err:.3e}, max |desired| {np.max(np.abs(desired)):.3e}")
 
 
+def rand(rng, shape, dtype, scale=1.0):
+    """Standard-normal values times scale, in dtype."""
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def targets(rng, m, k, loss, dtype):
+    """Kernel-level targets Y (m, k) for a loss code: one-hot rows, 0/1, or real values."""
+    from fastnn import kernels as K
+
+    if loss == K.CROSS_ENTROPY:
+        Y = np.zeros((m, k), dtype)
+        Y[np.arange(m), rng.integers(0, k, m)] = 1
+        return Y
+    if loss == K.BCE:
+        return (rng.random((m, k)) < 0.5).astype(dtype)
+    return rand(rng, (m, k), dtype)
+
+
 @pytest.fixture(params=FAST_BACKENDS, scope="session")
 def fast_backend(request):
     from fastnn.backend import get_backend

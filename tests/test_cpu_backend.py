@@ -23,7 +23,7 @@ from fastnn import kernels as K
 from fastnn.kernels import cpu as C
 from fastnn.kernels import reference as R
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, rand, targets
 
 HIDDEN = [K.IDENTITY, K.SIGMOID, K.TANH, K.RELU, K.LEAKY_RELU]
 ALL_ACTS = HIDDEN + [K.SOFTMAX]
@@ -32,19 +32,6 @@ PAIRS = [(K.SIGMOID, K.BCE), (K.SOFTMAX, K.CROSS_ENTROPY), (K.IDENTITY, K.MSE),
          (K.LEAKY_RELU, K.MSE), (K.TANH, K.BCE), (K.IDENTITY, K.CROSS_ENTROPY)]
 ALPHA = 0.01
 
-
-def rand(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def targets(rng, m, k, loss, dtype):
-    if loss == K.CROSS_ENTROPY:
-        Y = np.zeros((m, k), dtype)
-        Y[np.arange(m), rng.integers(0, k, m)] = 1
-        return Y
-    if loss == K.BCE:
-        return (rng.random((m, k)) < 0.5).astype(dtype)
-    return rand(rng, (m, k), dtype)
 
 
 def rows_for(threshold, n):

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CUDASIM, DTYPES, assert_close
+from conftest import CUDASIM, DTYPES, assert_close, rand, targets
 
 if not CUDASIM:
     pytest.skip("cuda backend tests run under NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda_sim.py)",
@@ -28,19 +28,6 @@ ALPHA = 0.01
 HIDDEN = list(K.HIDDEN_ACTIVATIONS)
 PAIRS = [(K.SIGMOID, K.BCE), (K.SOFTMAX, K.CROSS_ENTROPY), (K.TANH, K.MSE), (K.RELU, K.MAE)]
 
-
-def rand(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def targets(rng, m, k, loss, dtype):
-    if loss == K.CROSS_ENTROPY:
-        Y = np.zeros((m, k), dtype)
-        Y[np.arange(m), rng.integers(0, k, m)] = 1
-        return Y
-    if loss == K.BCE:
-        return (rng.random((m, k)) < 0.5).astype(dtype)
-    return rand(rng, (m, k), dtype)
 
 
 def check_all_kernels(m, n_in, n_out, dtype, seed=0, light=False):

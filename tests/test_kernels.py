@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 from fastnn import kernels as K
 from fastnn.kernels import reference as R
 
-from conftest import CUDASIM, DTYPES, assert_close
+from conftest import CUDASIM, DTYPES, assert_close, rand, targets
 
 if CUDASIM:
     SHAPES = [(1, 1, 1), (3, 2, 5), (5, 7, 3), (17, 33, 2)]
@@ -25,19 +25,6 @@ OUTPUT_PAIRS = [(K.SIGMOID, K.BCE), (K.SOFTMAX, K.CROSS_ENTROPY), (K.IDENTITY, K
                 (K.LEAKY_RELU, K.MSE)]
 ALPHA = 0.01
 
-
-def rand(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def targets(rng, m, k, loss, dtype):
-    if loss == K.CROSS_ENTROPY:
-        Y = np.zeros((m, k), dtype)
-        Y[np.arange(m), rng.integers(0, k, m)] = 1
-        return Y
-    if loss == K.BCE:
-        return (rng.random((m, k)) < 0.5).astype(dtype)
-    return rand(rng, (m, k), dtype)
 
 
 def run(B, fn, inputs, outputs, *scalars):

@@ -238,29 +238,9 @@ class Network:
             A_prev = A
         return A_prev
 
-    def _cost_and_grad(self, X, Y, l2):
-        """J and, in self._grad, dJ/dθ for backend arrays X (m, n_0), Y (m, n_L)."""
-        B = self._B
-        plan = self._plan
-        ws = self._workspace(X.shape[0])
-        A_prev = X
-        for (W, b, _, _, fwd_act, _, alpha), A in zip(plan, ws.A):
-            B.linear_forward(A_prev, W, b, fwd_act, alpha, A)
-            A_prev = A
-        J = B.loss_grad(A_prev, Y, self._out_act, self._out_alpha, self._loss_code, ws.A_out,
-                        ws.dZ[-1])
-        for i in range(len(plan) - 1, -1, -1):
-            W, _, dW, db, _, _, _ = plan[i]
-            A_prev = ws.A[i - 1] if i else X
-            B.accumulate_delta(A_prev, ws.dZ[i], W, l2, dW, db)
-            if i:
-                _, _, _, _, _, act, alpha = plan[i - 1]
-                B.activation_backward(ws.dZ[i], W, A_prev, act, alpha, ws.dZ[i - 1])
-        if l2:
-            J += self._penalty(l2, X.shape[0])
-        return J
-
-    def _cost_only(self, X, Y, l2):
+    def _cost(self, X, Y, l2):
+        """J for backend arrays X (m, n_0), Y (m, n_L): the training forward (output layer
+        kept as Z), then the fused loss, which also leaves A_out and dZ[L] in the workspace."""
         B = self._B
         ws = self._workspace(X.shape[0])
         A_prev = X
@@ -271,6 +251,23 @@ class Network:
                         ws.dZ[-1])
         if l2:
             J += self._penalty(l2, X.shape[0])
+        return J, ws
+
+    def _cost_only(self, X, Y, l2):
+        return self._cost(X, Y, l2)[0]
+
+    def _cost_and_grad(self, X, Y, l2):
+        """J and, in self._grad, dJ/dθ for backend arrays X (m, n_0), Y (m, n_L)."""
+        B = self._B
+        plan = self._plan
+        J, ws = self._cost(X, Y, l2)
+        for i in range(len(plan) - 1, -1, -1):
+            W, _, dW, db, _, _, _ = plan[i]
+            A_prev = ws.A[i - 1] if i else X
+            B.accumulate_delta(A_prev, ws.dZ[i], W, l2, dW, db)
+            if i:
+                _, _, _, _, _, act, alpha = plan[i - 1]
+                B.activation_backward(ws.dZ[i], W, A_prev, act, alpha, ws.dZ[i - 1])
         return J
 
     def _penalty(self, l2, m):

@@ -228,27 +228,27 @@ class Network:
         return X, prepare_targets(Y, self.loss, self.n_outputs, X.shape[0], self.dtype, yname)
 
     # ------------------------------------------------------------------ compute (backend arrays)
-    def _forward_output(self, X):
-        """Inference: the output activations of backend array X, in the workspace."""
+    def _forward(self, X, ws, training):
+        """A[l] for every layer into the workspace; the output layer keeps Z when training
+        (the fused loss applies its activation), its activation otherwise."""
         B = self._B
-        ws = self._workspace(X.shape[0])
         A_prev = X
-        for (W, b, _, _, _, act, alpha), A in zip(self._plan, ws.A):
-            B.linear_forward(A_prev, W, b, act, alpha, A)
+        for (W, b, _, _, fwd_act, act, alpha), A in zip(self._plan, ws.A):
+            B.linear_forward(A_prev, W, b, fwd_act if training else act, alpha, A)
             A_prev = A
         return A_prev
+
+    def _forward_output(self, X):
+        """Inference: the output activations of backend array X, in the workspace."""
+        return self._forward(X, self._workspace(X.shape[0]), training=False)
 
     def _cost(self, X, Y, l2):
         """J for backend arrays X (m, n_0), Y (m, n_L): the training forward (output layer
         kept as Z), then the fused loss, which also leaves A_out and dZ[L] in the workspace."""
-        B = self._B
         ws = self._workspace(X.shape[0])
-        A_prev = X
-        for (W, b, _, _, fwd_act, _, alpha), A in zip(self._plan, ws.A):
-            B.linear_forward(A_prev, W, b, fwd_act, alpha, A)
-            A_prev = A
-        J = B.loss_grad(A_prev, Y, self._out_act, self._out_alpha, self._loss_code, ws.A_out,
-                        ws.dZ[-1])
+        Z = self._forward(X, ws, training=True)
+        J = self._B.loss_grad(Z, Y, self._out_act, self._out_alpha, self._loss_code, ws.A_out,
+                              ws.dZ[-1])
         if l2:
             J += self._penalty(l2, X.shape[0])
         return J, ws

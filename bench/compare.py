@@ -18,6 +18,9 @@ The rules:
   the usual environment variables.  OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed
   from the workers' environment (they pin OpenBLAS to a kernel that is not this CPU's);
   threadpoolctl's report from every worker is recorded;
+* every turn starts on an idle machine: after a turn the coordinator waits until that
+  worker has stopped using CPU (BLAS and OpenMP threads spin-wait for ~0.1 s after their
+  last call; a turn started meanwhile would run on one core instead of two);
 * warm-up first: JIT compilation is never timed; fastnn's cold first step (import, JIT
   compile or Numba cache load) is measured separately in a fresh interpreter;
 * before timing, one SGD step from identical parameters and data is run by every peer and
@@ -68,6 +71,10 @@ MODULES = {"fastnn": "fastnn", "numpy": "numpy", "torch": "torch", "jax": "jax",
 #: environment variables that pin OpenBLAS to a core type / cache size: removed for workers
 OPENBLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 MODES = ("step", "infer")
+#: after each turn, wait until the worker is idle (at most SETTLE_LIMIT_S): a worker's
+#: BLAS/OpenMP threads keep spinning for ~0.1 s after its last call and would take cores
+#: from the next peer's turn.  Idle = no CPU tick (10 ms) in SETTLE_WINDOW_S.
+SETTLE_LIMIT_S, SETTLE_WINDOW_S, SETTLE_FALLBACK_S = 1.0, 0.025, 0.2
 
 FULL = dict(repeat=21, turn=0.1, warm=0.3, gemm=dict(min_sample=0.03, samples=7), fit_repeat=3)
 QUICK = dict(repeat=5, turn=0.02, warm=0.05, gemm=dict(min_sample=0.005, samples=3), fit_repeat=1)
@@ -122,6 +129,31 @@ class WorkerProc:
         self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
         self.proc.stdin.flush()
         return self._read(timeout or self._timeout)
+
+    def cpu_ticks(self):
+        """CPU time of the worker (all its threads) in clock ticks, or None without /proc."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def settle(self, limit_s=SETTLE_LIMIT_S, window_s=SETTLE_WINDOW_S):
+        """Wait until the worker burns no CPU (its BLAS/OpenMP threads spin-wait ~0.1 s
+        after work, on the cores the next turn needs); seconds waited."""
+        t0 = time.perf_counter()
+        last = self.cpu_ticks()
+        if last is None:
+            time.sleep(SETTLE_FALLBACK_S)
+            return time.perf_counter() - t0
+        while time.perf_counter() - t0 < limit_s:
+            time.sleep(window_s)
+            now = self.cpu_ticks()
+            if now is None or now == last:
+                break
+            last = now
+        return time.perf_counter() - t0
 
     def close(self):
         try:
@@ -315,11 +347,13 @@ class Run:
                     warm[(role, mode)] = wp.call("warm", mode=mode, target=cfg["turn"],
                                                  warm_s=cfg["warm"])
                     numbers[(role, mode)] = warm[(role, mode)]["number"]
+                wp.settle()
                 live.append(role)
             except WorkerError as exc:
                 self.notes.append(f"{w.key} {_label(role)}: failed while warming up "
                                   f"({str(exc).splitlines()[0]}); not timed.")
         samples = {(r, m): [] for r in live for m in MODES}
+        settled = {r: [] for r in live}
         for rep in range(cfg["repeat"]):
             k = rep % max(1, len(live))
             order = live[k:] + live[:k]
@@ -331,6 +365,7 @@ class Run:
                         s = self.workers[role].call("turn", mode=mode,
                                                     number=numbers[(role, mode)])["seconds"]
                         samples[(role, mode)].append(s)
+                        settled[role].append(self.workers[role].settle())
                     except WorkerError as exc:
                         self.notes.append(f"{w.key} {_label(role)} {mode}: failed during "
                                           f"timing ({str(exc).splitlines()[0]}).")
@@ -339,7 +374,8 @@ class Run:
         for (role, mode), s in samples.items():
             if s:
                 out[mode][role] = {**stats(s), "calls_per_turn": numbers[(role, mode)],
-                                   "first_call_s": warm[(role, mode)]["first_call_s"]}
+                                   "first_call_s": warm[(role, mode)]["first_call_s"],
+                                   "settle_median_s": float(np.median(settled[role]))}
         return out
 
     def cold(self, w, env):

@@ -2,8 +2,9 @@
 
 ``set_num_threads(n)`` sets Numba's thread count (the parallel kernels' ``prange`` loops) and
 limits the BLAS thread pools (numpy's and scipy's OpenBLAS, or whichever BLAS is loaded; the
-cpu backend calls scipy's BLAS from inside its kernels) to the same n, so that the two
-pools never ask for more cores than the user allowed.  The BLAS limit is a threadpoolctl
+cpu backend's kernels call NumPy's bundled OpenBLAS, or SciPy's BLAS where NumPy has none:
+``fastnn.kernels.cpu.BLAS_SOURCE``) to the same n, so that the pools never ask for more
+cores than the user allowed.  The BLAS limit is a threadpoolctl
 ``threadpool_limits`` object kept alive in this module until the next call.
 
 Numba's thread count is per Python thread (a thread that calls ``set_num_threads`` changes
@@ -20,7 +21,7 @@ _blas_limits = None  # the live threadpoolctl.threadpool_limits, or None
 
 
 def _load_blas():
-    """Load scipy's BLAS (the one Numba's np.dot calls) so that threadpoolctl can see it."""
+    """Load scipy's BLAS (the cpu kernels' fallback) so that threadpoolctl limits it too."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401
     except Exception:  # pragma: no cover - scipy is a dependency; stay usable without it

@@ -8,9 +8,9 @@ keep every workload serial: see "dispatch" below for the measurements.
 
 Design:
 
-* The matrix products are one BLAS ``?gemm`` call (``_gemm``: numba's own ``numba_xxgemm``
-  entry into scipy's BLAS, the function ``np.dot`` uses inside @njit, called directly so
-  that transposes and ``beta`` are free and no ``np.dot`` overload gets compiled), at the
+* The matrix products are one BLAS ``?gemm`` call (``_gemm`` of ``cpu_blas.py``: NumPy's
+  bundled OpenBLAS where there is one, else SciPy's BLAS; called directly so that
+  transposes and ``beta`` are free and no ``np.dot`` overload gets compiled), at the
   top level of a kernel, never inside a ``prange`` body.  It is followed by one fused pass
   over the output (bias + activation, activation derivative, L2 term + bias gradient).
   Loop-nest products of our own lost to OpenBLAS at every workload shape, the tiny and
@@ -44,6 +44,7 @@ from numba.extending import intrinsic, overload
 
 from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, MAE, MSE, RELU, SIGMOID, SOFTMAX,
                TANH)
+from .cpu_blas import BLAS_SOURCE, _gemm  # noqa: F401 - BLAS_SOURCE is part of the API
 
 #: no "reassoc": a parallel kernel's loop body is compiled into a gufunc that exists twice,
 #: its own compiled copy and a copy linked into (and optimized again with) the kernel; the
@@ -65,64 +66,6 @@ _LOOP = dict(fastmath=_FM, error_model="numpy", inline="always")
 #: scalar float helpers: IEEE arithmetic, so every compiled copy gives the same bits
 #: (fastmath=False explicitly: an unset option is inherited from the first caller)
 _SCALAR = dict(error_model="numpy", fastmath=False)
-
-
-# ------------------------------------------------------------------------------- BLAS
-
-@intrinsic
-def _gemm(typingctx, X, Y, C, tx, ty, beta):
-    """C = op(X) @ op(Y) + beta C, op(M) = M.T when tx / ty; C-contiguous 2-D float arrays.
-
-    One call to numba's ``numba_xxgemm`` helper (the scipy BLAS ?gemm that np.dot uses
-    inside @njit), with the row-major product written as the column-major C.T = op(Y).T
-    op(X).T.  Returns the helper's status (0 = ok, -1 = no BLAS: scipy missing).
-    """
-    arrays = (X, Y, C)
-    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" for a in arrays):
-        return None
-    dtype = C.dtype
-    if dtype not in (types.float32, types.float64) or X.dtype != dtype or Y.dtype != dtype:
-        return None
-    kind = ord("s" if dtype == types.float32 else "d")
-
-    def codegen(context, builder, sig, args):
-        xa, ya, ca = (context.make_array(t)(context, builder, v)
-                      for t, v in zip(sig.args[:3], args[:3]))
-        xs = cgutils.unpack_tuple(builder, xa.shape, 2)
-        ys = cgutils.unpack_tuple(builder, ya.shape, 2)
-        cs = cgutils.unpack_tuple(builder, ca.shape, 2)
-        txv = context.cast(builder, args[3], sig.args[3], types.boolean)
-        tyv = context.cast(builder, args[4], sig.args[4], types.boolean)
-        i8 = ir.IntType(8)
-        ch_t, ch_n = ir.Constant(i8, ord("t")), ir.Constant(i8, ord("n"))
-        m = builder.select(txv, xs[1], xs[0])
-        k = builder.select(txv, xs[0], xs[1])
-        alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
-        bslot = cgutils.alloca_once_value(
-            builder, context.cast(builder, args[5], sig.args[5], dtype))
-        vp = cgutils.voidptr_t
-        intp = context.get_value_type(types.intp)
-        fnty = ir.FunctionType(ir.IntType(32), [i8, i8, i8, intp, intp, intp, vp, vp, intp,
-                                                vp, intp, vp, vp, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-
-        def vptr(p):
-            return builder.bitcast(p, vp)
-
-        return builder.call(fn, [ir.Constant(i8, kind), builder.select(tyv, ch_t, ch_n),
-                                 builder.select(txv, ch_t, ch_n), cs[1], m, k, vptr(alpha),
-                                 vptr(ya.data), ys[1], vptr(xa.data), xs[1], vptr(bslot),
-                                 vptr(ca.data), cs[1]])
-
-    return types.int32(X, Y, C, tx, ty, beta), codegen
-
-
-def _ensure_blas():
-    """Numba's BLAS helper imports scipy's cython_blas on first use: fail early instead."""
-    import scipy.linalg.cython_blas  # noqa: F401
-
-
-_ensure_blas()
 
 
 # ----------------------------------------------------------------- scalar building blocks

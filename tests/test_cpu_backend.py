@@ -314,6 +314,43 @@ def test_fresh_process_is_bitwise_identical():
     assert there == here
 
 
+def test_blas_source_is_numpys_openblas_when_numpy_bundles_one():
+    from fastnn.kernels import cpu_blas
+
+    assert C.BLAS_SOURCE in ("numpy", "scipy")
+    expected = "scipy" if os.environ.get("FASTNN_BLAS", "").lower() == "scipy" else (
+        "numpy" if cpu_blas._numpy_openblas() is not None else "scipy")
+    assert C.BLAS_SOURCE == expected
+
+
+def test_scipy_blas_fallback_agrees_with_the_default(tmp_path):
+    """FASTNN_BLAS=scipy (the path used where NumPy bundles no OpenBLAS) runs every kernel
+    through SciPy's BLAS; its results equal this process's within the tolerance table
+    (different BLAS libraries: not bitwise)."""
+    here = _all_outputs(seed=3)
+    out = tmp_path / "scipy.npz"
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import numpy as np
+        from fastnn.kernels import cpu
+        assert cpu.BLAS_SOURCE == "scipy", cpu.BLAS_SOURCE
+        from test_cpu_backend import _all_outputs
+        np.savez({str(out)!r}, **{{k: np.frombuffer(v, np.uint8) for k, v in
+                                  _all_outputs(seed=3).items()}})
+    """)
+    env = dict(os.environ, FASTNN_BLAS="scipy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    there = np.load(out)
+    assert sorted(there.files) == sorted(here)
+    for k, v in here.items():
+        dtype = np.float32 if "float32" in k else np.float64
+        assert_close(np.frombuffer(there[k].tobytes(), dtype),
+                     np.frombuffer(v, dtype), dtype)
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
 def test_reductions_do_not_depend_on_thread_count():
     """loss_grad's J and sum_squares chunk by the shape, not by the thread count."""

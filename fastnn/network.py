@@ -14,6 +14,7 @@ All parameters live in one unrolled vector θ = [W1.ravel(), b1, W2.ravel(), b2,
 Activation and delta buffers form a workspace per batch size, reused across steps, so a
 training step allocates nothing once its workspace exists.
 """
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -32,13 +33,24 @@ _MAX_WORKSPACES = 4
 
 class Workspace:
     """The buffers of one batch size m: A[l] (m, n_l) per layer (the output layer's holds
-    Z), A_out (m, n_L) for the output activations, dZ[l] (m, n_l) per layer."""
+    Z), A_out (m, n_L) for the output activations, dZ[l] (m, n_l) per layer; all views
+    of one flat buffer ``work``, in that order (the layout a fused ``train_step`` takes).
 
-    def __init__(self, B, m, sizes, dtype):
+    fused: whether the backend's one-call ``train_step`` can run a step of this size."""
+
+    def __init__(self, B, m, sizes, dtype, hidden):
         self.m = m
-        self.A = [B.empty((m, n), dtype) for n in sizes[1:]]
-        self.A_out = B.empty((m, sizes[-1]), dtype)
-        self.dZ = [B.empty((m, n), dtype) for n in sizes[1:]]
+        widths = list(sizes[1:]) + [sizes[-1]] + list(sizes[1:])
+        self.work = B.empty((m * sum(widths),), dtype)
+        views, off = [], 0
+        for n in widths:
+            views.append(self.work[off:off + m * n].reshape(m, n))
+            off += m * n
+        L = len(sizes) - 1
+        self.A, self.A_out, self.dZ = views[:L], views[L], views[L + 1:]
+        fits = getattr(B, "train_step_fits", None)
+        self.fused = hidden is not None and fits is not None and m > 0 and fits(m, sizes,
+                                                                               hidden[0])
 
 
 def _unrolled_views(theta, shapes):
@@ -117,6 +129,11 @@ class Network:
         self._loss_code = kernels.LOSSES[self.loss]
         out = self.layers[-1]
         self._out_act, self._out_alpha = out.act, out.alpha
+        self._sizes = np.asarray(self.sizes, dtype=np.int64)
+        hidden = {(layer.act, layer.alpha) for layer in self.layers[:-1]}
+        # the hidden layers' one (act, alpha), for a fused train_step; None if they differ
+        self._hidden = (hidden.pop() if len(hidden) == 1 else None) if hidden else (
+            kernels.IDENTITY, 0.0)
         self._workspaces = OrderedDict()
         self._opt = None
         self._opt_state = None
@@ -138,7 +155,7 @@ class Network:
     def _workspace(self, m):
         ws = self._workspaces.get(m)
         if ws is None:
-            ws = Workspace(self._B, m, self.sizes, self.dtype)
+            ws = Workspace(self._B, m, self.sizes, self.dtype, self._hidden)
             self._workspaces[m] = ws
             while len(self._workspaces) > _MAX_WORKSPACES:
                 self._workspaces.popitem(last=False)
@@ -280,8 +297,27 @@ class Network:
         optimizer.update(self._B, self._theta, self._grad, self._opt_state)
 
     def _step_device(self, X, Y, optimizer, l2):
-        J = self._cost_and_grad(X, Y, l2)
-        self._update(optimizer)
+        """One training step on backend arrays: J (before the update), θ updated.  When J
+        is not finite nothing is updated.  One compiled call (the backend's train_step)
+        where the backend has one and this network and batch fit it, else one call per
+        kernel (``_cost_and_grad`` then ``_update``); both compute the same bits."""
+        if self._opt is not optimizer or self._opt_state is None:
+            self._opt = optimizer
+            self._opt_state = optimizer.init_state(self._B, self._n_params, self.dtype)
+        ws = self._workspace(X.shape[0])
+        args = optimizer.fused_args(self._opt_state) if ws.fused else None
+        if args is None:
+            J = self._cost_and_grad(X, Y, l2)
+            if math.isfinite(J):
+                self._update(optimizer)
+            return J
+        code, lr, h1, h2, eps, s1, s2, t = args
+        hidden_act, hidden_alpha = self._hidden
+        J = self._B.train_step(X, Y, self._theta, self._grad, ws.work, self._sizes, hidden_act,
+                               hidden_alpha, self._out_act, self._out_alpha, self._loss_code,
+                               l2, code, lr, h1, h2, eps, s1, s2, t)
+        if math.isfinite(J):
+            optimizer.fused_done(self._opt_state, t)
         return J
 
     # ------------------------------------------------------------------ public compute
@@ -333,12 +369,11 @@ class Network:
         optimizer = get_optimizer(optimizer)
         l2 = check_real(l2, "l2")
         X, Y = self._device(*self._XY(X, Y))
-        J = float(self._cost_and_grad(X, Y, l2))
+        before = self.get_flat_params()
+        J = float(self._step_device(X, Y, optimizer, l2))
         if not np.isfinite(J):
             raise TrainingDiverged(f"step: the cost is {J}; no update was applied. Lower the "
                                    "learning rate, scale the inputs, or add l2.")
-        before = self.get_flat_params()
-        self._update(optimizer)
         if not np.isfinite(self.get_flat_params()).all():
             self._set_theta(before)  # also drops the optimizer state the update touched
             raise TrainingDiverged("step: the update overflowed the parameters to Inf/NaN; "

@@ -13,6 +13,8 @@ Each update is one fused kernel call over θ (``sgd_update`` / ``adam_update``).
 import math
 import numbers
 
+from . import kernels
+
 
 def _positive(name, value, allow_zero=False, upper=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -32,6 +34,14 @@ class Optimizer:
 
     def update(self, backend, theta, grad, state):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def fused_args(self, state):
+        """(code, lr, h1, h2, eps, s1, s2, t) for a backend's one-call ``train_step``, or
+        None: this optimizer only runs through ``update``."""
+        return None
+
+    def fused_done(self, state, t):
+        """After a fused step that updated θ (t as given by ``fused_args``)."""
 
     def get_config(self):
         return dict(self.__dict__)
@@ -62,6 +72,10 @@ class SGD(Optimizer):
     def update(self, backend, theta, grad, state):
         backend.sgd_update(theta, grad, state["velocity"], self.lr, self.momentum, self.nesterov)
 
+    def fused_args(self, state):
+        v = state["velocity"]
+        return (kernels.OPT_SGD, self.lr, self.momentum, 1.0 if self.nesterov else 0.0, 0.0, v, v, 0)
+
 
 class Adam(Optimizer):
     """Adam with bias-corrected first and second moments (Kingma & Ba, 2015).
@@ -82,6 +96,13 @@ class Adam(Optimizer):
         t = state["t"] + 1  # counted only once the update is done (an interrupt leaves t)
         backend.adam_update(theta, grad, state["m1"], state["m2"], self.lr, self.beta1,
                             self.beta2, self.eps, t)
+        state["t"] = t
+
+    def fused_args(self, state):
+        return (kernels.OPT_ADAM, self.lr, self.beta1, self.beta2, self.eps, state["m1"], state["m2"],
+                state["t"] + 1)
+
+    def fused_done(self, state, t):
         state["t"] = t
 
 

@@ -360,15 +360,16 @@ class _BaseMLP(BaseEstimator):
                 total = 0.0
                 for i in starts:
                     Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
-                    J = net._cost_and_grad(Xb, Yb, alpha)
+                    # the regressor's reported loss needs the penalty of θ before the update
+                    penalty = self._step_penalty(net, alpha, Xb.shape[0])
+                    J = net._step_device(Xb, Yb, optimizer, alpha)  # no update unless finite
                     if not np.isfinite(J):
                         raise ValueError(
                             "Solver produced non-finite parameter weights (the loss became "
                             f"{J} at epoch {self.n_iter_ + 1}). The input data may contain "
                             "large values and need to be preprocessed, or lower "
                             "learning_rate_init.")
-                    total += self._batch_loss(net, J, alpha, Xb.shape[0]) * Xb.shape[0]
-                    net._update(optimizer)
+                    total += self._batch_loss(net, J, alpha, Xb.shape[0], penalty) * Xb.shape[0]
                 self.n_iter_ += 1
                 self.loss_ = total / n
                 self.t_ += n
@@ -399,9 +400,14 @@ class _BaseMLP(BaseEstimator):
             self._best_theta = None
         self._check_finite()
 
-    def _batch_loss(self, net, J, alpha, m):
-        """A batch's cost J as scikit-learn reports it (the regressor averages over outputs)."""
+    def _batch_loss(self, net, J, alpha, m, penalty=None):
+        """A batch's cost J as scikit-learn reports it (the regressor averages over outputs;
+        penalty: the L2 term of J, when θ has changed since J)."""
         return J
+
+    def _step_penalty(self, net, alpha, m):
+        """The L2 term that _batch_loss will need, computed before a step changes θ."""
+        return None
 
     def _trigger_stopping(self, optimizer, msg):
         """scikit-learn's trigger_stopping: adaptive sgd divides the step by 5 instead."""
@@ -756,12 +762,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _output_for(self, Y):
         return "identity", "mse" if self.loss == "squared_error" else "mae"
 
-    def _batch_loss(self, net, J, alpha, m):
+    def _batch_loss(self, net, J, alpha, m, penalty=None):
         k = self.n_outputs_
         if k == 1 or self.loss != "squared_error":
             return J
-        penalty = net._penalty(alpha, m) if alpha else 0.0
+        if penalty is None:
+            penalty = net._penalty(alpha, m) if alpha else 0.0
         return (J - penalty) / k + penalty
+
+    def _step_penalty(self, net, alpha, m):
+        if self.n_outputs_ == 1 or self.loss != "squared_error" or not alpha:
+            return None
+        return net._penalty(alpha, m)
 
     def _score_function(self, y_true, y_pred):
         return r2_score(y_true, y_pred)

@@ -233,9 +233,9 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                     the first update that makes θ non-finite and return its index."""
                     _restore(net, snapshot)
                     for j, i in enumerate(starts[:steps]):
-                        net._cost_and_grad(Xd[i:i + batch_size], Yd[i:i + batch_size], l2)
                         before = _snapshot(net)
-                        net._update(optimizer)
+                        net._step_device(Xd[i:i + batch_size], Yd[i:i + batch_size],
+                                         optimizer, l2)
                         if not np.isfinite(net.get_flat_params()).all():
                             _restore(net, before)
                             return j
@@ -244,10 +244,9 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                 for k, i in enumerate(starts):
                     interrupt.check()  # Ctrl-C takes effect here, between whole steps
                     Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
-                    J = net._cost_and_grad(Xb, Yb, l2)
+                    J = net._step_device(Xb, Yb, optimizer, l2)  # no update if J is not finite
                     if not math.isfinite(J):
                         _diverged(net, history, epoch, k, J, replay)
-                    net._update(optimizer)
                     total += J * Xb.shape[0]
                 end = _snapshot(net)
                 if not np.isfinite(end[0]).all():  # the epoch's last update overflowed θ

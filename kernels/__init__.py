@@ -38,6 +38,14 @@ bounds checking.
     theta -= lr * (m1 / (1-beta1^t)) / (sqrt(m2 / (1-beta2^t)) + eps);  t >= 1.
     theta, grad, velocity, m1, m2 are 1-D (the unrolled parameter vector).
 
+Optional, a backend may also export a whole training step in one call (the cpu backend
+does, ``cpu_step.py``): ``train_step(X, Y, theta, grad, work, sizes, hidden_act,
+hidden_alpha, out_act, out_alpha, loss, l2, opt, lr, h1, h2, eps, s1, s2, t) -> float``
+runs exactly the kernels above in the order a step runs them (forward, loss_grad + L2
+penalty, accumulate_delta / activation_backward per layer, sgd_update or adam_update by
+the optimizer code ``opt``: OPT_SGD or OPT_ADAM), and ``train_step_fits(m, sizes,
+hidden_act)`` says whether a step of that size may use it.
+
 Array helpers, so that the API layer never touches a device array itself:
 ``empty(shape, dtype)``, ``zeros(shape, dtype)``, ``to_device(x)`` (a C-contiguous host
 array -> backend array, copying), ``to_host(x)`` (backend array -> new NumPy array).
@@ -75,6 +83,10 @@ MAE = 3
 LOSSES = {"bce": BCE, "cross_entropy": CROSS_ENTROPY, "mse": MSE, "mae": MAE}
 LOSS_NAMES = {v: k for k, v in LOSSES.items()}
 
+#: optimizer codes of the optional fused ``train_step``
+OPT_SGD = 0
+OPT_ADAM = 1
+
 KERNEL_NAMES = (
     "linear_forward",
     "activation_backward",
@@ -92,7 +104,7 @@ KERNEL_NAMES = (
 __all__ = [
     "IDENTITY", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "SOFTMAX", "ACTIVATIONS",
     "HIDDEN_ACTIVATIONS", "ACTIVATION_NAMES", "BCE", "CROSS_ENTROPY", "MSE", "MAE",
-    "LOSSES", "LOSS_NAMES", "KERNEL_NAMES", "TOLERANCES", "tolerance", "allclose",
+    "LOSSES", "LOSS_NAMES", "OPT_SGD", "OPT_ADAM", "KERNEL_NAMES", "TOLERANCES", "tolerance", "allclose",
 ]
 
 #: The one tolerance table, per dtype name, shared by the equivalence tests and the

@@ -1002,3 +1002,8 @@ def adam_update(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
 # ------------------------------------------------------------------------ array helpers
 # host arrays, exactly as the reference backend makes them
 from .reference import empty, to_device, to_host, zeros  # noqa: E402,F401
+
+
+# ------------------------------------------------- the optional one-call training step
+
+from .cpu_step import fits as train_step_fits, train_step  # noqa: E402,F401 - needs the above

@@ -1,0 +1,142 @@
+"""A whole training step of a network in one compiled call (cpu backend).
+
+``train_step`` runs, inside one ``@njit`` function, exactly the serial kernels that the
+step made of one call per kernel runs (``fastnn.Network`` without it):
+
+    forward    A[l] = g(A[l-1] @ W[l] + b[l]) for the hidden layers, Z = A[L-1] @ W[L] + b[L]
+    loss       J, A_out, dZ[L] = loss_grad(Z, Y)             (+ l2/(2m) sum ||W||^2)
+    backward   dW[l], db[l] = accumulate_delta(A[l-1], dZ[l], W[l], l2)
+               dZ[l-1] = activation_backward(dZ[l], W[l], A[l-1])
+    update     θ := sgd_update(θ, D) or adam_update(θ, D)      (D = the unrolled dW, db)
+
+so its results have the same bits; what it removes is the Python between the kernels
+(about 10 calls a step, a few microseconds each: most of a tiny network's step).  It is
+specialised, like the kernels, on the constants (hidden activation, output activation,
+loss, optimizer) and compiled on first use.  A step whose cost J is not finite returns J
+before the backward pass: θ and the optimizer state are left as they were.
+
+Shapes (m examples, layer widths sizes = [n_0, ..., n_L]):
+    X (m, n_0), Y (m, n_L), C-contiguous;
+    theta, grad: the unrolled parameters, per layer W (n_in, n_out) row-major then b (n_out);
+    work: A[1..L] (m, n_l) each, then A_out (m, n_L), then dZ[1..L] (m, n_l), row-major.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from . import IDENTITY, OPT_SGD
+from . import cpu as _cpu
+from .cpu import _BWD, _FWD, _LOSS, _SCALAR, _SER, _Table, _adam_range, _delta_ser, _sgd_range, _ss_ser
+
+@njit(**_SCALAR)
+def _plus_penalty(J, l2, m, ss):
+    """J + l2/(2m) ss in IEEE arithmetic, rounded as the per-kernel step's Python does (no
+    fused multiply-add, which the kernels' fastmath "contract" would allow)."""
+    return J + l2 / (2.0 * m) * ss
+
+
+def _make_step(key):
+    hidden, out_act, loss, opt = key
+    fwd_hidden = _FWD[hidden][0]
+    fwd_out = _FWD[IDENTITY][0]
+    loss_fn = _LOSS[out_act * 8 + loss][0]
+    bwd_hidden = _BWD[hidden][0]
+
+    @njit(**_SER)
+    def step(X, Y, theta, grad, work, sizes, alpha_h, alpha_o, l2, lr, h1, h2, eps, s1, s2, t):
+        L = sizes.shape[0] - 1
+        m = X.shape[0]
+        # forward: the output layer keeps Z (the fused loss applies its activation)
+        A_prev = X
+        off = 0
+        woff = 0
+        for l in range(L):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            W = theta[off:off + n_in * n_out].reshape((n_in, n_out))
+            b = theta[off + n_in * n_out:off + n_in * n_out + n_out]
+            A = work[woff:woff + m * n_out].reshape((m, n_out))
+            if l < L - 1:
+                fwd_hidden(A_prev, W, b, alpha_h, A)
+            else:
+                fwd_out(A_prev, W, b, alpha_h, A)
+            A_prev = A
+            off += n_in * n_out + n_out
+            woff += m * n_out
+        n_L = sizes[L]
+        A_out = work[woff:woff + m * n_L].reshape((m, n_L))
+        dz_end = work.shape[0]           # dZ[L] is the last block, dZ[1] the first
+        dZ = work[dz_end - m * n_L:dz_end].reshape((m, n_L))
+        J = loss_fn(A_prev, Y, alpha_o, A_out, dZ)
+        if l2 != 0.0:
+            ss = 0.0
+            off = 0
+            for l in range(L):
+                n_in, n_out = sizes[l], sizes[l + 1]
+                ss += _ss_ser(theta[off:off + n_in * n_out].reshape((n_in, n_out)))
+                off += n_in * n_out + n_out
+            J = _plus_penalty(J, l2, m, ss)
+        if not math.isfinite(J):
+            return J
+        # backward, last layer first; off / woff walk back from the ends
+        off = theta.shape[0]
+        a_end = woff                     # end of A[L]
+        for l in range(L - 1, -1, -1):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            off -= n_in * n_out + n_out
+            W = theta[off:off + n_in * n_out].reshape((n_in, n_out))
+            dW = grad[off:off + n_in * n_out].reshape((n_in, n_out))
+            db = grad[off + n_in * n_out:off + n_in * n_out + n_out]
+            a_end -= m * n_out           # now the end of A[l-1]
+            if l > 0:
+                A_prev = work[a_end - m * n_in:a_end].reshape((m, n_in))
+            else:
+                A_prev = X
+            _delta_ser(A_prev, dZ, W, l2, dW, db)
+            if l > 0:
+                dz_end -= m * n_out
+                dZ_prev = work[dz_end - m * n_in:dz_end].reshape((m, n_in))
+                bwd_hidden(dZ, W, A_prev, alpha_h, dZ_prev)
+                dZ = dZ_prev
+        if opt == OPT_SGD:
+            _sgd_range(theta, grad, s1, lr, h1, h2 != 0.0)
+        else:
+            _adam_range(theta, grad, s1, s2, lr, h1, h2, eps, t)
+        return J
+
+    return step
+
+
+_STEP = _Table(_make_step)
+
+
+def fits(m, sizes, hidden_act):
+    """True when every kernel of a step of m examples would run its serial variant (the
+    one this step calls) under cpu.py's size thresholds; else the per-kernel step runs."""
+    n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    big_out = max(m * k for k in sizes[1:])
+    big_w = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    hidden_min = _cpu._BWD_PAR_MIN       # identity's forward has one variant (threshold 0)
+    if hidden_act != IDENTITY:
+        hidden_min = min(hidden_min, _cpu._FWD_PAR_MIN[hidden_act])
+    return (big_out < min(hidden_min, _cpu._LOSS_PAR_MIN, _cpu._DELTA_PAR_MIN)
+            and big_w < min(_cpu._DELTA_PAR_MIN, _cpu._SS_PAR_MIN)
+            and n < min(_cpu._SGD_PAR_MIN, _cpu._ADAM_PAR_MIN))
+
+
+def work_size(m, sizes):
+    """Entries of the work buffer for m examples: A[1..L], A_out, dZ[1..L]."""
+    return m * (2 * sum(sizes[1:]) + sizes[-1])
+
+
+def train_step(X, Y, theta, grad, work, sizes, hidden_act, hidden_alpha, out_act, out_alpha,
+               loss, l2, opt, lr, h1, h2, eps, s1, s2, t):
+    """One training step (see the module docstring); returns J as a float.
+
+    opt: OPT_SGD (h1 = momentum, h2 = 1.0 for Nesterov else 0.0; s1 = velocity, or a length-1
+    placeholder when momentum is 0; s2 unused) or OPT_ADAM (h1, h2 = beta1, beta2; s1, s2 =
+    first and second moments; t = the step number, from 1).  sizes: int64 array.
+    """
+    step = _STEP[(int(hidden_act), int(out_act), int(loss), int(opt))]
+    return step(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, float(l2), float(lr),
+                float(h1), float(h2), float(eps), s1, s2, int(t))

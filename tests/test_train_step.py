@@ -1,0 +1,148 @@
+"""The cpu backend's one-call training step (kernels/cpu_step.py) against the step made of
+one call per kernel: the same bits (it runs the same serial kernels), and both against the
+NumPy reference within the tolerance table; plus when it is (not) used, and a non-finite
+cost leaving θ and the optimizer state as they were."""
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import kernels as K
+from fastnn.kernels import cpu as C
+
+from conftest import DTYPES, assert_close
+
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
+OUTPUTS = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"),
+           ("tanh", "mae")]
+OPTIMIZERS = [lambda: fn.SGD(lr=0.1), lambda: fn.SGD(lr=0.05, momentum=0.9),
+              lambda: fn.SGD(lr=0.05, momentum=0.8, nesterov=True), lambda: fn.Adam(lr=0.01)]
+
+
+def _net(hidden, out, loss, units, dtype, backend, n_in=5, k=3):
+    layers = [fn.Dense(u, hidden) for u in units] + [fn.Dense(k, out)]
+    return fn.Network(layers, n_inputs=n_in, loss=loss, dtype=dtype, backend=backend, seed=4)
+
+
+def _data(m, n_in, k, loss, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n_in)).astype(dtype)
+    if loss == "cross_entropy":
+        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, m)]
+    elif loss == "bce":
+        Y = (rng.random((m, k)) < 0.5).astype(dtype)
+    else:
+        Y = rng.standard_normal((m, k)).astype(dtype)
+    return X, Y
+
+
+def _steps(net, X, Y, opt, l2, n, fused, validate=True):
+    """n steps on device arrays; fused=False forces one call per kernel."""
+    Xd, Yd = net._device(*net._XY(X, Y)) if validate else net._device(X, Y)
+    ws = net._workspace(Xd.shape[0])
+    ws.fused = fused and ws.fused
+    return [net._step_device(Xd, Yd, opt, l2) for _ in range(n)]
+
+
+def _state(net):
+    return {k: (net._B.to_host(v) if hasattr(v, "shape") else v)
+            for k, v in (net._opt_state or {}).items()}
+
+
+#: every hidden activation with every output / loss pair, the optimizers (and l2 on / off)
+#: cycled through them (each combination is its own compiled step: they are not free)
+COMBOS = [(h, o, loss, (i + j) % len(OPTIMIZERS)) for i, h in enumerate(HIDDEN)
+          for j, (o, loss) in enumerate(OUTPUTS)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden,out,loss,opt_i", COMBOS)
+@pytest.mark.parametrize("units,m", [((), 7), ((4,), 1), ((6, 3), 9)])
+def test_one_call_step_equals_per_kernel_step_bitwise(dtype, hidden, out, loss, opt_i, units,
+                                                      m):
+    l2 = 0.7 if (opt_i + len(units)) % 2 else 0.0
+    X, Y = _data(m, 5, 3, loss, dtype)
+    fused, plain = (_net(hidden, out, loss, units, dtype, "cpu") for _ in range(2))
+    opt_f, opt_p = OPTIMIZERS[opt_i](), OPTIMIZERS[opt_i]()
+    assert fused._workspace(m).fused
+    J_f = _steps(fused, X, Y, opt_f, l2, 3, fused=True)
+    J_p = _steps(plain, X, Y, opt_p, l2, 3, fused=False)
+    assert J_f == J_p
+    assert fused.get_flat_params().tobytes() == plain.get_flat_params().tobytes()
+    sf, sp = _state(fused), _state(plain)
+    assert sf.keys() == sp.keys()
+    for k in sf:
+        assert np.asarray(sf[k]).tobytes() == np.asarray(sp[k]).tobytes(), k
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_i", range(len(OPTIMIZERS)))
+def test_one_call_step_equals_the_reference(dtype, opt_i):
+    X, Y = _data(11, 5, 3, "cross_entropy", dtype, seed=2)
+    fast = _net("tanh", "softmax", "cross_entropy", (8, 4), dtype, "cpu")
+    ref = _net("tanh", "softmax", "cross_entropy", (8, 4), dtype, "reference")
+    J_f = _steps(fast, X, Y, OPTIMIZERS[opt_i](), 0.3, 4, fused=True)
+    J_r = _steps(ref, X, Y, OPTIMIZERS[opt_i](), 0.3, 4, fused=False)
+    assert_close(np.array(J_f), np.array(J_r), dtype)
+    assert_close(fast.get_flat_params(), ref.get_flat_params(), dtype)
+
+
+def test_fit_and_step_use_it_and_mixed_activations_do_not(monkeypatch):
+    calls = []
+    real = C.train_step
+    monkeypatch.setattr(C, "train_step", lambda *a: calls.append(1) or real(*a))
+    X, Y = _data(40, 5, 3, "cross_entropy", np.float32)
+    net = _net("relu", "softmax", "cross_entropy", (6,), np.float32, "cpu")
+    net.fit(X, Y, optimizer=fn.SGD(lr=0.1), epochs=2, batch_size=10, progress=False)
+    assert len(calls) == 8
+    net.step(X, Y, fn.Adam())
+    assert len(calls) == 9
+    mixed = fn.Network([fn.Dense(4, "relu"), fn.Dense(4, "tanh"), fn.Dense(3, "softmax")],
+                       n_inputs=5, seed=0)
+    assert mixed._hidden is None and not mixed._workspace(10).fused
+    before = mixed.get_flat_params()
+    mixed.fit(X, Y, optimizer="sgd", epochs=1, batch_size=10, progress=False)
+    assert len(calls) == 9
+    assert not np.array_equal(before, mixed.get_flat_params())
+    # other alphas of leaky_relu are different activations too
+    leaky = fn.Network([fn.Dense(4, "leaky_relu"), fn.Dense(4, "leaky_relu", alpha=0.2),
+                        fn.Dense(3, "softmax")], n_inputs=5, seed=0)
+    assert leaky._hidden is None
+
+
+def test_large_steps_use_the_per_kernel_path(monkeypatch):
+    """Above cpu.py's parallel thresholds the kernels' parallel variants must run."""
+    net = _net("relu", "sigmoid", "bce", (6,), np.float32, "cpu")
+    assert net._workspace(10).fused
+    monkeypatch.setattr(C, "_BWD_PAR_MIN", 30)
+    net._workspaces.clear()
+    assert not net._workspace(10).fused
+    assert net._workspace(2).fused       # 2 x 6 = 12 entries: still under 30
+
+
+@pytest.mark.parametrize("opt_i", [0, 3])
+def test_non_finite_cost_leaves_theta_and_state(opt_i):
+    X, Y = _data(6, 5, 3, "mse", np.float32)
+    net = _net("identity", "identity", "mse", (4,), np.float32, "cpu")
+    opt = OPTIMIZERS[opt_i]()
+    _steps(net, X, Y, opt, 0.0, 1, fused=True)
+    theta, state = net.get_flat_params(), _state(net)
+    X[2, 1] = np.inf      # past the API's validation: what an overflowing forward gives
+    J = _steps(net, X, Y, opt, 0.0, 1, fused=True, validate=False)[0]
+    assert not np.isfinite(J)
+    assert net.get_flat_params().tobytes() == theta.tobytes()
+    after = _state(net)
+    for k in state:
+        assert np.asarray(after[k]).tobytes() == np.asarray(state[k]).tobytes(), k
+
+
+def test_work_buffer_layout():
+    from fastnn.kernels import cpu_step
+
+    net = _net("relu", "softmax", "cross_entropy", (6, 4), np.float32, "cpu")
+    ws = net._workspace(3)
+    assert ws.work.size == cpu_step.work_size(3, net.sizes) == 3 * (2 * (6 + 4 + 3) + 3)
+    assert [a.shape for a in ws.A] == [(3, 6), (3, 4), (3, 3)]
+    assert ws.A_out.shape == (3, 3) and [d.shape for d in ws.dZ] == [(3, 6), (3, 4), (3, 3)]
+    for a in ws.A + [ws.A_out] + ws.dZ:
+        assert np.shares_memory(a, ws.work)
+    assert K.OPT_SGD != K.OPT_ADAM

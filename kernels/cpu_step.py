@@ -20,10 +20,12 @@ Shapes (m examples, layer widths sizes = [n_0, ..., n_L]):
     theta, grad: the unrolled parameters, per layer W (n_in, n_out) row-major then b (n_out);
     work: A[1..L] (m, n_l) each, then A_out (m, n_L), then dZ[1..L] (m, n_l), row-major.
 """
+import hashlib
 import math
+import os
 
-import numpy as np
 from numba import njit
+from numba.core.caching import FunctionCache
 
 from . import IDENTITY, OPT_SGD
 from . import cpu as _cpu
@@ -43,7 +45,6 @@ def _make_step(key):
     loss_fn = _LOSS[out_act * 8 + loss][0]
     bwd_hidden = _BWD[hidden][0]
 
-    @njit(**_SER)
     def step(X, Y, theta, grad, work, sizes, alpha_h, alpha_o, l2, lr, h1, h2, eps, s1, s2, t):
         L = sizes.shape[0] - 1
         m = X.shape[0]
@@ -104,7 +105,41 @@ def _make_step(key):
             _adam_range(theta, grad, s1, s2, lr, h1, h2, eps, t)
         return J
 
-    return step
+    dispatcher = njit(**dict(_SER, cache=False))(step)
+    try:
+        dispatcher._cache = _StepCache(step, key)
+    except Exception:  # pragma: no cover - a numba without this cache API: compile per process
+        pass
+    return dispatcher
+
+
+def _sources_digest():
+    here = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for name in ("__init__.py", "cpu.py", "cpu_blas.py", "cpu_step.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+class _StepCache(FunctionCache):
+    """Numba's on-disk cache for a step, keyed by its constants (hidden act, output act,
+    loss, optimizer) and the kernels' sources instead of its closure cells: the cells hold
+    the kernels' dispatchers, whose pickles differ in every process, so numba's own key
+    would never match and every process would compile the step again (~2-3 s)."""
+
+    _digest = None
+
+    def __init__(self, py_func, key):
+        super().__init__(py_func)
+        self._key = key
+        if _StepCache._digest is None:
+            _StepCache._digest = _sources_digest()
+
+    def _index_key(self, sig, codegen):
+        code = hashlib.sha256(self._py_func.__code__.co_code).hexdigest()
+        consts = hashlib.sha256(repr((self._key, self._digest)).encode()).hexdigest()
+        return (sig, codegen.magic_tuple(), (code, consts))
 
 
 _STEP = _Table(_make_step)

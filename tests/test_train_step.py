@@ -146,3 +146,25 @@ def test_work_buffer_layout():
     for a in ws.A + [ws.A_out] + ws.dZ:
         assert np.shares_memory(a, ws.work)
     assert K.OPT_SGD != K.OPT_ADAM
+
+
+def test_compiled_step_is_loaded_from_the_disk_cache_by_a_new_process():
+    """The step's closure holds dispatchers (pickled differently in every process): its
+    cache key must not depend on them, or every process compiles the step again."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, fastnn as fn\n"
+            "net = fn.Network([fn.Dense(5, 'tanh'), fn.Dense(1, 'sigmoid')], n_inputs=3, "
+            "seed=0)\n"
+            "X = np.ones((4, 3), np.float32); Y = np.ones((4, 1), np.float32)\n"
+            "net.step(X, Y, fn.SGD(lr=0.1))\n")
+    env = dict(os.environ, NUMBA_DEBUG_CACHE="1")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    second = [line for line in runs[1].stdout.splitlines() if "cpu_step" in line]
+    assert any("data loaded" in line for line in second), runs[1].stdout[-2000:]
+    assert not any("saved" in line for line in second), second

@@ -781,7 +781,8 @@ Two instruments live in `bench/`:
 - **`python bench/compare.py`** (also `fastnn bench`, which runs `--quick`) times fastnn
   against torch eager, JAX jit, scikit-learn's `MLPClassifier.partial_fit` and plain NumPy
   (fastnn's `reference` backend) on five workloads, each peer in its own worker process
-  with 2 threads, turns interleaved, after a warm-up and a parameter check (every peer's
+  with 2 threads, turns interleaved (each turn starts once the previous worker's BLAS /
+  OpenMP threads have stopped spinning), after a warm-up and a parameter check (every peer's
   step must agree with fastnn's). It writes `bench/results/<date>-<machine>.json` and prints
   the tables below; `--readme` rewrites this section (`--readme-from FILE.json` renders it
   from a saved run). Options: `--workloads W1,W3`, `--repeat N`, `--quick`,

@@ -37,7 +37,8 @@ class Optimizer:
 
     def fused_args(self, state):
         """(code, lr, h1, h2, eps, s1, s2, t) for a backend's one-call ``train_step``, or
-        None: this optimizer only runs through ``update``."""
+        None: this optimizer only runs through ``update`` (so does any subclass of SGD or
+        Adam that overrides ``update``)."""
         return None
 
     def fused_done(self, state, t):
@@ -73,6 +74,8 @@ class SGD(Optimizer):
         backend.sgd_update(theta, grad, state["velocity"], self.lr, self.momentum, self.nesterov)
 
     def fused_args(self, state):
+        if type(self).update is not SGD.update:  # a subclass's own update must run
+            return None
         v = state["velocity"]
         return (kernels.OPT_SGD, self.lr, self.momentum, 1.0 if self.nesterov else 0.0, 0.0, v, v, 0)
 
@@ -99,6 +102,8 @@ class Adam(Optimizer):
         state["t"] = t
 
     def fused_args(self, state):
+        if type(self).update is not Adam.update:
+            return None
         return (kernels.OPT_ADAM, self.lr, self.beta1, self.beta2, self.eps, state["m1"], state["m2"],
                 state["t"] + 1)
 

@@ -81,6 +81,9 @@ class _Direct:
     def call(self, cmd, timeout=None, **kw):
         return getattr(self.worker, cmd)({"cmd": cmd, **kw})
 
+    def settle(self):
+        return 0.0
+
 
 def _wrong_peer(how):
     class Wrong(peers.NumpyPeer):

@@ -341,3 +341,16 @@ def test_logistic_regression_without_hidden_layers():
                         backend=BACKEND).fit(X_train, y_train)
     assert [c.shape for c in clf.coefs_] == [(30, 1)]
     assert clf.score(X_test, y_test) > 0.93
+
+
+def test_epoch_shuffle_draws_what_sklearn_shuffle_draws():
+    from sklearn.utils import check_random_state, shuffle
+
+    from fastnn.sklearn import _shuffled
+
+    for seed in (0, 1, 42):
+        ours, theirs = check_random_state(seed), check_random_state(seed)
+        idx_a = idx_b = np.arange(37)
+        for _ in range(3):
+            idx_a, idx_b = _shuffled(idx_a, ours), shuffle(idx_b, random_state=theirs)
+            np.testing.assert_array_equal(idx_a, idx_b)

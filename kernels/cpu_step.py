@@ -28,17 +28,14 @@ from numba import njit
 from numba.core.caching import FunctionCache
 
 from . import IDENTITY, OPT_SGD
-from . import cpu as _cpu
-from .cpu import _BWD, _FWD, _LOSS, _SCALAR, _SER, _Table, _adam_range, _delta_ser, _sgd_range, _ss_ser
 
-@njit(**_SCALAR)
-def _plus_penalty(J, l2, m, ss):
-    """J + l2/(2m) ss in IEEE arithmetic, rounded as the per-kernel step's Python does (no
-    fused multiply-add, which the kernels' fastmath "contract" would allow)."""
-    return J + l2 / (2.0 * m) * ss
-
+# cpu.py imports this module at its end (train_step is part of its interface), so nothing
+# here imports cpu.py at import time: either module may be imported first.
 
 def _make_step(key):
+    from .cpu import (_BWD, _FWD, _LOSS, _SER, _adam_range, _delta_ser, _plus_penalty,
+                      _sgd_range, _ss_ser)
+
     hidden, out_act, loss, opt = key
     fwd_hidden = _FWD[hidden][0]
     fwd_out = _FWD[IDENTITY][0]
@@ -142,7 +139,16 @@ class _StepCache(FunctionCache):
         return (sig, codegen.magic_tuple(), (code, consts))
 
 
-_STEP = _Table(_make_step)
+_STEP = None  # cpu._Table: (hidden act, output act, loss, optimizer) -> compiled step
+
+
+def _steps():
+    global _STEP
+    if _STEP is None:
+        from .cpu import _Table
+
+        _STEP = _Table(_make_step)
+    return _STEP
 
 
 def fits(m, sizes, hidden_act):
@@ -151,6 +157,8 @@ def fits(m, sizes, hidden_act):
     n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     big_out = max(m * k for k in sizes[1:])
     big_w = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    from . import cpu as _cpu
+
     hidden_min = _cpu._BWD_PAR_MIN       # identity's forward has one variant (threshold 0)
     if hidden_act != IDENTITY:
         hidden_min = min(hidden_min, _cpu._FWD_PAR_MIN[hidden_act])
@@ -172,6 +180,6 @@ def train_step(X, Y, theta, grad, work, sizes, hidden_act, hidden_alpha, out_act
     placeholder when momentum is 0; s2 unused) or OPT_ADAM (h1, h2 = beta1, beta2; s1, s2 =
     first and second moments; t = the step number, from 1).  sizes: int64 array.
     """
-    step = _STEP[(int(hidden_act), int(out_act), int(loss), int(opt))]
+    step = (_STEP or _steps())[(int(hidden_act), int(out_act), int(loss), int(opt))]
     return step(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, float(l2), float(lr),
                 float(h1), float(h2), float(eps), s1, s2, int(t))

@@ -168,3 +168,17 @@ def test_compiled_step_is_loaded_from_the_disk_cache_by_a_new_process():
     second = [line for line in runs[1].stdout.splitlines() if "cpu_step" in line]
     assert any("data loaded" in line for line in second), runs[1].stdout[-2000:]
     assert not any("saved" in line for line in second), second
+
+
+def test_cpu_step_module_imports_first():
+    """cpu.py imports cpu_step at its end; importing cpu_step first must work too."""
+    import subprocess
+    import sys
+
+    code = ("from fastnn.kernels import cpu_step\n"
+            "from fastnn.kernels import cpu\n"
+            "assert cpu.train_step is cpu_step.train_step\n"
+            "assert cpu.train_step_fits is cpu_step.fits\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr

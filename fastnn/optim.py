@@ -77,7 +77,8 @@ class SGD(Optimizer):
         if type(self).update is not SGD.update:  # a subclass's own update must run
             return None
         v = state["velocity"]
-        return (kernels.OPT_SGD, self.lr, self.momentum, 1.0 if self.nesterov else 0.0, 0.0, v, v, 0)
+        nesterov = 1.0 if self.nesterov else 0.0
+        return (kernels.OPT_SGD, self.lr, self.momentum, nesterov, 0.0, v, v, 0)
 
 
 class Adam(Optimizer):
@@ -104,8 +105,8 @@ class Adam(Optimizer):
     def fused_args(self, state):
         if type(self).update is not Adam.update:
             return None
-        return (kernels.OPT_ADAM, self.lr, self.beta1, self.beta2, self.eps, state["m1"], state["m2"],
-                state["t"] + 1)
+        return (kernels.OPT_ADAM, self.lr, self.beta1, self.beta2, self.eps, state["m1"],
+                state["m2"], state["t"] + 1)
 
     def fused_done(self, state, t):
         state["t"] = t

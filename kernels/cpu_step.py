@@ -32,6 +32,7 @@ from . import IDENTITY, OPT_SGD
 # cpu.py imports this module at its end (train_step is part of its interface), so nothing
 # here imports cpu.py at import time: either module may be imported first.
 
+
 def _make_step(key):
     from .cpu import (_BWD, _FWD, _LOSS, _SER, _adam_range, _delta_ser, _plus_penalty,
                       _sgd_range, _ss_ser)
@@ -154,11 +155,11 @@ def _steps():
 def fits(m, sizes, hidden_act):
     """True when every kernel of a step of m examples would run its serial variant (the
     one this step calls) under cpu.py's size thresholds; else the per-kernel step runs."""
+    from . import cpu as _cpu
+
     n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     big_out = max(m * k for k in sizes[1:])
     big_w = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    from . import cpu as _cpu
-
     hidden_min = _cpu._BWD_PAR_MIN       # identity's forward has one variant (threshold 0)
     if hidden_act != IDENTITY:
         hidden_min = min(hidden_min, _cpu._FWD_PAR_MIN[hidden_act])

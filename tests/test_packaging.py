@@ -12,7 +12,7 @@ def test_wheel_contains_fastnn_kernels_and_no_top_level_kernels(tmp_path):
                     "--no-build-isolation", "-q", "-w", str(tmp_path)], check=True)
     (wheel,) = tmp_path.glob("fastnn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("__init__", "reference", "cpu", "cuda"):
+    for module in ("__init__", "reference", "cpu", "cpu_blas", "cpu_step", "cuda"):
         assert f"fastnn/kernels/{module}.py" in names
     assert not [n for n in names if n.startswith("kernels/")]
     assert "fastnn/network.py" in names

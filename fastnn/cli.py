@@ -332,37 +332,26 @@ def _layers_arg(text):
     return sizes
 
 
-def _fraction_arg(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1); got {text}")
-    return value
-
-
-def _positive(kind):
+def _number(kind, ok, rule):
+    """An argparse type: text -> kind, which must satisfy ok (stated as "must be <rule>")."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             what = "an int" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0; got {text}")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text}")
         return value
     return parse
 
 
-def _nonnegative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0; got {text}")
-    return value
+def _positive(kind):
+    return _number(kind, lambda v: v > 0, "> 0")
+
+
+_fraction_arg = _number(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+_nonnegative_float = _number(float, lambda v: v >= 0, ">= 0")
 
 
 def _json_label(value):

@@ -36,10 +36,12 @@ class Workspace:
     Z), A_out (m, n_L) for the output activations, dZ[l] (m, n_l) per layer; all views
     of one flat buffer ``work``, in that order (the layout a fused ``train_step`` takes).
 
-    fused: whether the backend's one-call ``train_step`` can run a step of this size."""
+    fused: whether the backend's one-call ``train_step`` can run a step of this size;
+    gather(): the (m, n_0) and (m, n_L) buffers its ``train_steps`` copies batches into."""
 
     def __init__(self, B, m, sizes, dtype, hidden):
         self.m = m
+        self._B, self._gather, self._ends = B, None, (sizes[0], sizes[-1], dtype)
         widths = list(sizes[1:]) + [sizes[-1]] + list(sizes[1:])
         self.work = B.empty((m * sum(widths),), dtype)
         views, off = [], 0
@@ -51,6 +53,12 @@ class Workspace:
         fits = getattr(B, "train_step_fits", None)
         self.fused = hidden is not None and fits is not None and m > 0 and fits(m, sizes,
                                                                                hidden[0])
+
+    def gather(self):
+        if self._gather is None:
+            n_0, n_L, dtype = self._ends
+            self._gather = (self._B.empty((self.m, n_0), dtype), self._B.empty((self.m, n_L), dtype))
+        return self._gather
 
 
 def _unrolled_views(theta, shapes):
@@ -319,6 +327,42 @@ class Network:
         if math.isfinite(J):
             optimizer.fused_done(self._opt_state, t)
         return J
+
+    def _steps_per_call(self, batch_size):
+        """How many steps one ``_run_steps`` call makes: about 4e7 multiply-adds' worth, so
+        that a Ctrl-C (handled between calls) still takes effect within a fraction of a
+        second, and at most 256."""
+        return int(max(1, min(256, 4e7 // (batch_size * self._n_params))))
+
+    def _run_steps(self, X, Y, idx, batch_size, first, count, optimizer, l2, out):
+        """Training steps first .. first+count-1 of an epoch over the rows idx of X, Y
+        (backend arrays of the network's dtype) in batches of batch_size, in one compiled
+        call (the backend's train_steps): the same bits as ``_step_device`` on each batch.
+        out (float64, (>= count, 2)) gets (J, its L2 term) per step.  Returns the number of
+        steps that updated θ (< count when a J was not finite: out[done] holds it), or
+        None when this backend, network, batch size or optimizer has no such call (the
+        caller then runs ``_step_device`` per batch)."""
+        run = getattr(self._B, "train_steps", None)
+        if run is None:
+            return None
+        ws = self._workspace(batch_size)
+        if not ws.fused:
+            return None
+        if self._opt is not optimizer or self._opt_state is None:
+            self._opt = optimizer
+            self._opt_state = optimizer.init_state(self._B, self._n_params, self.dtype)
+        args = optimizer.fused_args(self._opt_state)
+        if args is None:
+            return None
+        code, lr, h1, h2, eps, s1, s2, t = args
+        hidden_act, hidden_alpha = self._hidden
+        Xb, Yb = ws.gather()
+        done = run(X, Y, idx, first, batch_size, count, Xb, Yb, self._theta, self._grad,
+                   ws.work, self._sizes, hidden_act, hidden_alpha, self._out_act,
+                   self._out_alpha, self._loss_code, l2, code, lr, h1, h2, eps, s1, s2, t, out)
+        if done:
+            optimizer.fused_done(self._opt_state, t + done - 1)
+        return done
 
     # ------------------------------------------------------------------ public compute
     def _overflow(self, what, names):

@@ -354,30 +354,47 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n))
         alpha = float(self.alpha)
         starts = range(0, n, batch_size)
-        Xs, Ys = (np.empty_like(X), np.empty_like(Y)) if self.shuffle else (X, Y)
-        if not self.shuffle:
-            Xd, Yd = net._device(X, Y)
+        sizes = [min(batch_size, n - i) for i in starts]
+        Xd, Yd = net._device(X, Y)
+        Xs = Ys = None  # the shuffled copies, for the step-by-step path
+        fused = True    # the compiled loop over steps (net._run_steps) until it says no
+        losses = np.empty((len(starts), 2))
+        per_call = net._steps_per_call(batch_size)
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = _shuffled(sample_idx, self._random_state)
-                    np.take(X, sample_idx, axis=0, out=Xs)
-                    np.take(Y, sample_idx, axis=0, out=Ys)
-                    Xd, Yd = net._device(Xs, Ys)
                 total = 0.0
-                for i in starts:
-                    Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
-                    # the regressor's reported loss needs the penalty of θ before the update
-                    penalty = self._step_penalty(net, alpha, Xb.shape[0])
-                    J = net._step_device(Xb, Yb, optimizer, alpha)  # no update unless finite
-                    if not np.isfinite(J):
-                        raise ValueError(
-                            "Solver produced non-finite parameter weights (the loss became "
-                            f"{J} at epoch {self.n_iter_ + 1}). The input data may contain "
-                            "large values and need to be preprocessed, or lower "
-                            "learning_rate_init.")
-                    total += self._batch_loss(net, J, alpha, Xb.shape[0], penalty) * Xb.shape[0]
+                k = 0
+                while fused and k < len(starts):
+                    count = min(per_call, len(starts) - k)
+                    done = net._run_steps(Xd, Yd, sample_idx, batch_size, k, count, optimizer,
+                                          alpha, losses[k:])
+                    if done is None:
+                        fused = False
+                        break
+                    for j in range(k, k + done):  # J with the L2 term of θ before its step
+                        total += self._batch_loss(net, losses[j, 0], alpha, sizes[j],
+                                                  losses[j, 1]) * sizes[j]
+                    if done < count:
+                        self._diverged(losses[k + done, 0])
+                    k += count
+                if not fused:
+                    if self.shuffle:
+                        if Xs is None:
+                            Xs, Ys = np.empty_like(X), np.empty_like(Y)
+                        np.take(X, sample_idx, axis=0, out=Xs)
+                        np.take(Y, sample_idx, axis=0, out=Ys)
+                        Xd, Yd = net._device(Xs, Ys)
+                    for i in starts[k:]:
+                        Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
+                        # the regressor's reported loss needs the penalty of θ before the step
+                        penalty = self._step_penalty(net, alpha, Xb.shape[0])
+                        J = net._step_device(Xb, Yb, optimizer, alpha)  # no update unless finite
+                        if not np.isfinite(J):
+                            self._diverged(J)
+                        total += self._batch_loss(net, J, alpha, Xb.shape[0], penalty) * Xb.shape[0]
                 self.n_iter_ += 1
                 self.loss_ = total / n
                 self.t_ += n
@@ -407,6 +424,13 @@ class _BaseMLP(BaseEstimator):
             net.set_flat_params(self._best_theta)
             self._best_theta = None
         self._check_finite()
+
+    def _diverged(self, J):
+        raise ValueError(
+            "Solver produced non-finite parameter weights (the loss became "
+            f"{J} at epoch {self.n_iter_ + 1}). The input data may contain "
+            "large values and need to be preprocessed, or lower "
+            "learning_rate_init.")
 
     def _batch_loss(self, net, J, alpha, m, penalty=None):
         """A batch's cost J as scikit-learn reports it (the regressor averages over outputs;

@@ -212,6 +212,11 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     rng = np.random.default_rng(net.seed if seed is None else seed)
     Xs, Ys = (np.empty_like(X), np.empty_like(Y)) if shuffle else (X, Y)
     starts = range(0, m, batch_size)
+    order = np.arange(m)
+    # the compiled loop over steps (net._run_steps) until it says no, then one call a step
+    fused = hasattr(net._B, "train_steps")
+    Xu, Yu = net._device(X, Y) if fused else (None, None)
+    losses, per_call = np.empty((len(starts), 2)), net._steps_per_call(batch_size)
     best, best_theta, wait = math.inf, None, 0
     bar = _Progress(progress, epochs, "fit")
     t0 = time.perf_counter()
@@ -221,16 +226,21 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     try:
         with _DeferredInterrupt() as interrupt:
             for epoch in range(epochs):
-                if shuffle:
-                    perm = rng.permutation(m)
-                    np.take(X, perm, axis=0, out=Xs)
-                    np.take(Y, perm, axis=0, out=Ys)
-                Xd, Yd = net._device(Xs, Ys)
-                total = 0.0
+                perm = rng.permutation(m) if shuffle else order
+                shuffled = []  # the epoch's shuffled (Xd, Yd), made when first needed
 
-                def replay(steps, Xd=Xd, Yd=Yd):
+                def batches(perm=perm, shuffled=shuffled):
+                    if not shuffled:
+                        if shuffle:
+                            np.take(X, perm, axis=0, out=Xs)
+                            np.take(Y, perm, axis=0, out=Ys)
+                        shuffled.append(net._device(Xs, Ys))
+                    return shuffled[0]
+
+                def replay(steps):
                     """Re-run the epoch's first `steps` steps from its start; stop before
                     the first update that makes θ non-finite and return its index."""
+                    Xd, Yd = batches()
                     _restore(net, snapshot)
                     for j, i in enumerate(starts[:steps]):
                         before = _snapshot(net)
@@ -241,8 +251,25 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                             return j
                     return None
 
-                for k, i in enumerate(starts):
+                total = 0.0
+                k = 0
+                while fused and k < len(starts):
+                    interrupt.check()  # Ctrl-C takes effect here, between whole calls
+                    count = min(per_call, len(starts) - k)
+                    done = net._run_steps(Xu, Yu, perm, batch_size, k, count, optimizer, l2,
+                                          losses[k:])
+                    if done is None:
+                        fused = False
+                        break
+                    for j in range(k, k + done):
+                        total += losses[j, 0] * min(batch_size, m - starts[j])
+                    if done < count:
+                        _diverged(net, history, epoch, k + done, losses[k + done, 0], replay)
+                    k += count
+                for k in range(k, len(starts)):
                     interrupt.check()  # Ctrl-C takes effect here, between whole steps
+                    i = starts[k]
+                    Xd, Yd = batches()
                     Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
                     J = net._step_device(Xb, Yb, optimizer, l2)  # no update if J is not finite
                     if not math.isfinite(J):

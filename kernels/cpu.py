@@ -1005,11 +1005,14 @@ from .reference import empty, to_device, to_host, zeros  # noqa: E402,F401
 
 @njit(**_SCALAR)
 def _plus_penalty(J, l2, m, ss):
-    """J + l2/(2m) ss in IEEE arithmetic, rounded as the per-kernel step's Python does (no
-    fused multiply-add, which the kernels' fastmath "contract" would allow); for cpu_step."""
-    return J + l2 / (2.0 * m) * ss
+    """(J + P, P) with the L2 term P = l2/(2m) ss, in IEEE arithmetic, rounded as the
+    per-kernel step's Python does (no fused multiply-add, which the kernels' fastmath
+    "contract" would allow); for cpu_step."""
+    P = l2 / (2.0 * m) * ss
+    return J + P, P
 
 
 # ------------------------------------------------- the optional one-call training step
 
-from .cpu_step import fits as train_step_fits, train_step  # noqa: E402,F401 - needs the above
+from .cpu_step import (fits as train_step_fits, train_step,  # noqa: E402,F401 - needs the above
+                       train_steps)

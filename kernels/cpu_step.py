@@ -24,6 +24,8 @@ import hashlib
 import math
 import os
 
+import numpy as np
+
 from numba import njit
 from numba.core.caching import FunctionCache
 
@@ -74,9 +76,11 @@ def _make_step(key):
                 n_in, n_out = sizes[l], sizes[l + 1]
                 ss += _ss_ser(theta[off:off + n_in * n_out].reshape((n_in, n_out)))
                 off += n_in * n_out + n_out
-            J = _plus_penalty(J, l2, m, ss)
+            J, pen = _plus_penalty(J, l2, m, ss)
+        else:
+            pen = 0.0
         if not math.isfinite(J):
-            return J
+            return J, pen
         # backward, last layer first; off / woff walk back from the ends
         off = theta.shape[0]
         a_end = woff                     # end of A[L]
@@ -101,14 +105,60 @@ def _make_step(key):
             _sgd_range(theta, grad, s1, lr, h1, h2 != 0.0)
         else:
             _adam_range(theta, grad, s1, s2, lr, h1, h2, eps, t)
-        return J
+        return J, pen
 
-    dispatcher = njit(**dict(_SER, cache=False))(step)
+    return _compiled(step, key)
+
+
+def _make_steps(key):
+    from .cpu import _SER  # noqa: F401 - cpu.py first: _steps() needs its tables
+
+    step = _steps()[key]
+
+    def steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes, alpha_h,
+              alpha_o, l2, lr, h1, h2, eps, s1, s2, t, out):
+        n = idx.shape[0]
+        n_0 = X.shape[1]
+        n_L = Y.shape[1]
+        for k in range(count):
+            s = (first + k) * batch
+            mb = min(batch, n - s)
+            for r in range(mb):
+                i = idx[s + r]
+                for j in range(n_0):
+                    Xb[r, j] = X[i, j]
+                for j in range(n_L):
+                    Yb[r, j] = Y[i, j]
+            J, pen = step(Xb[:mb], Yb[:mb], theta, grad, work[:_work_size(mb, sizes)], sizes,
+                          alpha_h, alpha_o, l2, lr, h1, h2, eps, s1, s2, t + k)
+            out[k, 0] = J
+            out[k, 1] = pen
+            if not math.isfinite(J):
+                return k
+        return count
+
+    return _compiled(steps, key)
+
+
+def _compiled(py_func, key):
+    """njit(py_func) with the kernels' options, cached on disk under _StepCache's key."""
+    from .cpu import _SER
+
+    dispatcher = njit(**dict(_SER, cache=False))(py_func)
     try:
-        dispatcher._cache = _StepCache(step, key)
+        dispatcher._cache = _StepCache(py_func, key)
     except Exception:  # pragma: no cover - a numba without this cache API: compile per process
         pass
     return dispatcher
+
+
+@njit(cache=True)
+def _work_size(m, sizes):
+    """work_size for the compiled loop (sizes: int64 array)."""
+    total = sizes[sizes.shape[0] - 1]
+    for l in range(1, sizes.shape[0]):
+        total += 2 * sizes[l]
+    return m * total
 
 
 def _sources_digest():
@@ -141,6 +191,7 @@ class _StepCache(FunctionCache):
 
 
 _STEP = None  # cpu._Table: (hidden act, output act, loss, optimizer) -> compiled step
+_MANY = None  # the same for the compiled loop over steps
 
 
 def _steps():
@@ -150,6 +201,15 @@ def _steps():
 
         _STEP = _Table(_make_step)
     return _STEP
+
+
+def _loops():
+    global _MANY
+    if _MANY is None:
+        from .cpu import _Table
+
+        _MANY = _Table(_make_steps)
+    return _MANY
 
 
 def fits(m, sizes, hidden_act):
@@ -183,4 +243,35 @@ def train_step(X, Y, theta, grad, work, sizes, hidden_act, hidden_alpha, out_act
     """
     step = (_STEP or _steps())[(int(hidden_act), int(out_act), int(loss), int(opt))]
     return step(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, float(l2), float(lr),
-                float(h1), float(h2), float(eps), s1, s2, int(t))
+                float(h1), float(h2), float(eps), s1, s2, int(t))[0]
+
+
+def train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes, hidden_act,
+                hidden_alpha, out_act, out_alpha, loss, l2, opt, lr, h1, h2, eps, s1, s2, t, out):
+    """`count` training steps in one compiled call: step k (0-based) gathers the rows
+    idx[s:s + mb] of X and Y, s = (first + k) * batch, mb = min(batch, len(idx) - s), into
+    Xb[:mb], Yb[:mb] and runs train_step on them (Adam's step number t + k).  Writes
+    out[k] = (J, P), the cost and its L2 term P = l2/(2 mb) sum ||W||^2, and returns the
+    number of steps that updated θ: `count`, or k when step k's J was not finite (θ and the
+    state as step k found them; out[k] holds its J).  The bits are those of `count` calls
+    of train_step on the gathered batches.
+
+    Shapes: X (n, n_0), Y (n, n_L); idx int64 (N,) with values in [0, n); Xb (batch, n_0),
+    Yb (batch, n_L); work >= work_size(batch, sizes) entries; out float64 (>= count, 2).
+    """
+    n_steps = -(-idx.shape[0] // batch) if batch > 0 else 0
+    if not (X.ndim == Y.ndim == 2 and X.shape[0] == Y.shape[0] and idx.ndim == 1
+            and idx.dtype == np.int64 and batch >= 1 and 0 <= first and count >= 0
+            and first + count <= n_steps and Xb.shape == (batch, X.shape[1])
+            and Yb.shape == (batch, Y.shape[1]) and X.shape[1] == sizes[0]
+            and Y.shape[1] == sizes[-1] and work.shape[0] >= work_size(batch, sizes)
+            and out.ndim == 2 and out.shape[0] >= count and out.shape[1] == 2
+            and out.dtype == np.float64):
+        raise ValueError("train_steps: inconsistent shapes (X, Y, idx, batch, first, count, "
+                         "Xb, Yb, work, out); see its docstring")
+    if count and idx.shape[0] and (idx.min() < 0 or idx.max() >= X.shape[0]):
+        raise ValueError(f"train_steps: idx must index the {X.shape[0]} rows of X")
+    steps = (_MANY or _loops())[(int(hidden_act), int(out_act), int(loss), int(opt))]
+    return steps(X, Y, idx, int(first), int(batch), int(count), Xb, Yb, theta, grad, work,
+                 sizes, hidden_alpha, out_alpha, float(l2), float(lr), float(h1), float(h2),
+                 float(eps), s1, s2, int(t), out)

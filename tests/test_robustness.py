@@ -217,10 +217,11 @@ def patch_kernel(monkeypatch, net, name, on_call):
     """Wrap the backend's kernel `name`: on_call(n) runs before the n-th call (1-based).
 
     A per-step kernel can only be interrupted in the per-kernel step, so for those the
-    backend's one-call train_step is switched off; "train_step" wraps that call itself."""
+    backend's one-call train_step (and its loop over steps) is switched off; "train_steps"
+    wraps that loop itself."""
     real = getattr(net._B, name)
     calls = [0]
-    if name != "train_step":
+    if name != "train_steps":
         monkeypatch.setattr(net._B, "train_step_fits", lambda *a: False, raising=False)
 
     def wrapper(*args):
@@ -247,7 +248,7 @@ def raise_at(n):
     ("loss_grad", 6, 5),         # the 6th step's loss
     ("adam_update", 6, 5),       # the 6th step's update (t must not count it)
     ("adam_update", 9, 8),       # epoch 1's first update (8 steps per epoch)
-    ("train_step", 6, 5),        # the cpu backend's one-call step: before the 6th
+    ("train_steps", 2, 8),       # the cpu backend's compiled loop: one call an epoch
 ])
 def test_keyboard_interrupt_leaves_the_last_completed_step(monkeypatch, backend, kernel, call,
                                                            completed):

@@ -2,6 +2,8 @@
 one call per kernel: the same bits (it runs the same serial kernels), and both against the
 NumPy reference within the tolerance table; plus when it is (not) used, and a non-finite
 cost leaving θ and the optimizer state as they were."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -87,26 +89,103 @@ def test_one_call_step_equals_the_reference(dtype, opt_i):
 
 
 def test_fit_and_step_use_it_and_mixed_activations_do_not(monkeypatch):
-    calls = []
-    real = C.train_step
+    calls, loops = [], []
+    real, real_loop = C.train_step, C.train_steps
     monkeypatch.setattr(C, "train_step", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(C, "train_steps", lambda *a: loops.append(a[5]) or real_loop(*a))
     X, Y = _data(40, 5, 3, "cross_entropy", np.float32)
     net = _net("relu", "softmax", "cross_entropy", (6,), np.float32, "cpu")
     net.fit(X, Y, optimizer=fn.SGD(lr=0.1), epochs=2, batch_size=10, progress=False)
-    assert len(calls) == 8
+    assert loops == [4, 4] and not calls   # one compiled call an epoch, 4 steps each
     net.step(X, Y, fn.Adam())
-    assert len(calls) == 9
+    assert len(calls) == 1
     mixed = fn.Network([fn.Dense(4, "relu"), fn.Dense(4, "tanh"), fn.Dense(3, "softmax")],
                        n_inputs=5, seed=0)
     assert mixed._hidden is None and not mixed._workspace(10).fused
     before = mixed.get_flat_params()
     mixed.fit(X, Y, optimizer="sgd", epochs=1, batch_size=10, progress=False)
-    assert len(calls) == 9
+    assert len(calls) == 1 and len(loops) == 2
     assert not np.array_equal(before, mixed.get_flat_params())
     # other alphas of leaky_relu are different activations too
     leaky = fn.Network([fn.Dense(4, "leaky_relu"), fn.Dense(4, "leaky_relu", alpha=0.2),
                         fn.Dense(3, "softmax")], n_inputs=5, seed=0)
     assert leaky._hidden is None
+
+
+#: (hidden act, output act, loss, hidden units): the loop over steps calls the same step
+LOOPS = [("relu", "softmax", "cross_entropy", (6,)), ("tanh", "sigmoid", "bce", (4, 3)),
+         ("identity", "identity", "mse", ())]
+
+
+def _gathered_steps(net, X, Y, idx, batch, opt, l2):
+    """train_step on each batch of the rows idx, one call a step: [(J, L2 term)]."""
+    Xs, Ys = X[idx], Y[idx]
+    out = []
+    for i in range(0, len(idx), batch):
+        P = net._penalty(l2, Xs[i:i + batch].shape[0]) if l2 else 0.0
+        out.append((net._step_device(Xs[i:i + batch], Ys[i:i + batch], opt, l2), P))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loop_i", range(len(LOOPS)))
+@pytest.mark.parametrize("opt_i", range(len(OPTIMIZERS)))
+def test_loop_over_steps_equals_one_call_steps_bitwise(dtype, loop_i, opt_i):
+    """train_steps over a permutation (a short last batch, split over three calls) gives
+    the bits of train_step on the gathered batches: θ, the optimizer state, J and P."""
+    hidden, out_act, loss, units = LOOPS[loop_i]
+    l2 = 0.0 if opt_i % 2 else 0.3
+    X, Y = _data(23, 5, 3, loss, dtype, seed=opt_i)
+    idx = np.random.default_rng(loop_i).permutation(23)
+    one, many = (_net(hidden, out_act, loss, units, dtype, "cpu") for _ in range(2))
+    opt_one, opt_many = OPTIMIZERS[opt_i](), OPTIMIZERS[opt_i]()
+    expected = _gathered_steps(one, X, Y, idx, 5, opt_one, l2)
+    got = np.full((5, 2), np.nan)
+    for first, count in ((0, 2), (2, 0), (2, 1), (3, 2)):
+        assert many._run_steps(X, Y, idx, 5, first, count, opt_many, l2,
+                               got[first:]) == count
+    assert got.tobytes() == np.array(expected, dtype=np.float64).tobytes()
+    assert many.get_flat_params().tobytes() == one.get_flat_params().tobytes()
+    a, b = _state(many), _state(one)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes(), k
+
+
+@pytest.mark.parametrize("opt_i", [1, 3])
+def test_loop_over_steps_stops_at_a_non_finite_cost(opt_i):
+    X, Y = _data(12, 5, 3, "mse", np.float32)
+    X[7, 2] = np.inf      # past the API's validation: what an overflowing forward gives
+    net, twin = (_net("identity", "identity", "mse", (4,), np.float32, "cpu") for _ in range(2))
+    opt, twin_opt = OPTIMIZERS[opt_i](), OPTIMIZERS[opt_i]()
+    out = np.zeros((4, 2))
+    idx = np.arange(12)
+    assert net._run_steps(X, Y, idx, 3, 0, 4, opt, 0.0, out) == 2  # batch 2 holds row 7
+    assert not np.isfinite(out[2, 0])
+    _gathered_steps(twin, X[:6], Y[:6], idx[:6], 3, twin_opt, 0.0)
+    assert net.get_flat_params().tobytes() == twin.get_flat_params().tobytes()
+    a, b = _state(net), _state(twin)
+    for k in a:
+        assert np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes(), k
+
+
+def test_loop_over_steps_validates_its_arguments():
+    X, Y = _data(12, 5, 3, "cross_entropy", np.float32)
+    net = _net("relu", "softmax", "cross_entropy", (4,), np.float32, "cpu")
+    opt, out = fn.SGD(lr=0.1), np.zeros((4, 2))
+    theta = net.get_flat_params()
+    with pytest.raises(ValueError, match="idx must index"):
+        net._run_steps(X, Y, np.array([0, 1, 12]), 3, 0, 1, opt, 0.0, out)
+    with pytest.raises(ValueError, match="idx must index"):
+        net._run_steps(X, Y, np.array([-1, 0, 1]), 3, 0, 1, opt, 0.0, out)
+    for args in [(np.arange(12), 3, 2, 3),                 # steps 2..4 of 4
+                 (np.arange(12, dtype=np.int32), 3, 0, 1),  # idx not int64
+                 (np.arange(12), 3, 0, 5)]:                 # 5 of 4 steps
+        with pytest.raises(ValueError, match="inconsistent shapes"):
+            net._run_steps(X, Y, *args, opt, 0.0, out)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        net._run_steps(X, Y, np.arange(12), 3, 0, 4, opt, 0.0, np.zeros((3, 2)))
+    assert net.get_flat_params().tobytes() == theta.tobytes()
 
 
 def test_large_steps_use_the_per_kernel_path(monkeypatch):
@@ -182,3 +261,52 @@ def test_cpu_step_module_imports_first():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _fit_both(monkeypatch, fit):
+    """fit() with the loop over steps, then with one call a step (train_steps removed)."""
+    with_loop = fit()
+    with monkeypatch.context() as mp:
+        mp.delattr(C, "train_steps")
+        without = fit()
+    return with_loop, without
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_gives_the_same_bits_with_and_without_the_loop(monkeypatch, shuffle):
+    X, Y = _data(40, 5, 3, "cross_entropy", np.float64)
+
+    def fit():
+        net = _net("tanh", "softmax", "cross_entropy", (6,), np.float64, "cpu")
+        hist = net.fit(X, Y, optimizer=fn.Adam(lr=0.01), epochs=3, batch_size=7, l2=0.1,
+                       progress=False, shuffle=shuffle, seed=3)
+        return net.get_flat_params(), hist.loss, net._opt_state["t"]
+
+    (theta_a, loss_a, t_a), (theta_b, loss_b, t_b) = _fit_both(monkeypatch, fit)
+    assert theta_a.tobytes() == theta_b.tobytes()
+    assert loss_a == loss_b and t_a == t_b == 18
+
+
+@pytest.mark.parametrize("which", ["classifier", "regressor"])
+def test_sklearn_gives_the_same_bits_with_and_without_the_loop(monkeypatch, which):
+    from fastnn.sklearn import MLPClassifier, MLPRegressor
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((45, 4))
+    if which == "classifier":
+        y = rng.integers(0, 3, 45)
+        make = lambda: MLPClassifier(hidden_layer_sizes=(5,), batch_size=8, max_iter=4,  # noqa: E731
+                                     alpha=0.01, momentum=0.9, random_state=0)
+    else:
+        y = rng.standard_normal((45, 2))  # 2 outputs: the reported loss uses the L2 term
+        make = lambda: MLPRegressor(hidden_layer_sizes=(5,), batch_size=8, max_iter=4,  # noqa: E731
+                                    alpha=0.5, solver="adam", random_state=0)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = make().fit(X, y)
+        return [c.tobytes() for c in est.coefs_ + est.intercepts_], est.loss_curve_
+
+    (coefs_a, curve_a), (coefs_b, curve_b) = _fit_both(monkeypatch, fit)
+    assert coefs_a == coefs_b and curve_a == curve_b and len(curve_a) == 4

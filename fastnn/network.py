@@ -57,7 +57,8 @@ class Workspace:
     def gather(self):
         if self._gather is None:
             n_0, n_L, dtype = self._ends
-            self._gather = (self._B.empty((self.m, n_0), dtype), self._B.empty((self.m, n_L), dtype))
+            B = self._B
+            self._gather = (B.empty((self.m, n_0), dtype), B.empty((self.m, n_L), dtype))
         return self._gather
 
 

@@ -44,7 +44,12 @@ hidden_alpha, out_act, out_alpha, loss, l2, opt, lr, h1, h2, eps, s1, s2, t) -> 
 runs exactly the kernels above in the order a step runs them (forward, loss_grad + L2
 penalty, accumulate_delta / activation_backward per layer, sgd_update or adam_update by
 the optimizer code ``opt``: OPT_SGD or OPT_ADAM), and ``train_step_fits(m, sizes,
-hidden_act)`` says whether a step of that size may use it.
+hidden_act)`` says whether a step of that size may use it.  With it may come a loop over
+such steps, ``train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes,
+..., t, out) -> steps done``: steps first .. first+count-1 of an epoch whose batches are
+the rows idx[s:s+batch] of X and Y, gathered into Xb, Yb; out[k] = (J, its L2 term); it
+stops after a step whose J is not finite (nothing updated).  The bits are those of
+``train_step`` on each gathered batch.
 
 Array helpers, so that the API layer never touches a device array itself:
 ``empty(shape, dtype)``, ``zeros(shape, dtype)``, ``to_device(x)`` (a C-contiguous host

@@ -293,19 +293,18 @@ def test_sklearn_gives_the_same_bits_with_and_without_the_loop(monkeypatch, whic
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((45, 4))
+    common = dict(hidden_layer_sizes=(5,), batch_size=8, max_iter=4, random_state=0)
     if which == "classifier":
         y = rng.integers(0, 3, 45)
-        make = lambda: MLPClassifier(hidden_layer_sizes=(5,), batch_size=8, max_iter=4,  # noqa: E731
-                                     alpha=0.01, momentum=0.9, random_state=0)
+        cls, params = MLPClassifier, dict(common, alpha=0.01, momentum=0.9)
     else:
         y = rng.standard_normal((45, 2))  # 2 outputs: the reported loss uses the L2 term
-        make = lambda: MLPRegressor(hidden_layer_sizes=(5,), batch_size=8, max_iter=4,  # noqa: E731
-                                    alpha=0.5, solver="adam", random_state=0)
+        cls, params = MLPRegressor, dict(common, alpha=0.5, solver="adam")
 
     def fit():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = make().fit(X, y)
+            est = cls(**params).fit(X, y)
         return [c.tobytes() for c in est.coefs_ + est.intercepts_], est.loss_curve_
 
     (coefs_a, curve_a), (coefs_b, curve_b) = _fit_both(monkeypatch, fit)

@@ -211,6 +211,10 @@ DIGITS_FIT = dict(hidden_layer_sizes=(64,), activation="relu", solver="sgd", alp
                   random_state=0)
 
 
+#: fastnn.sklearn.MLPClassifier must fit DIGITS_FIT at least this many times faster
+FIT_TARGET = 10.0
+
+
 def digits_split():
     """(X_train, X_test, y_train, y_test): digits / 16, a fixed 70/30 split."""
     from sklearn.datasets import load_digits

@@ -826,7 +826,8 @@ Workloads (one step = forward + backward + SGD update, lr 0.01):
                 for w in workloads.WORKLOADS.values()) + """
 
 Targets (fastnn must reach): best peer ÷ fastnn step time W1 ≥ 1.3×, W2 ≥ 1.5×, W3 ≥ 1.8×,
-W4 ≥ 1.0×, W5 ≥ 3×; torch eager ÷ fastnn W1 ≥ 1.8×, W5 ≥ 20×; inference ≥ 1.0× everywhere.
+W4 ≥ 1.0×, W5 ≥ 3×; torch eager ÷ fastnn W1 ≥ 1.8×, W5 ≥ 20×; inference ≥ 1.0× everywhere;
+full training (digits, scikit-learn's fit time ÷ fastnn.sklearn's) ≥ 10×.
 GFLOP/s count 2·m·n·k for each GEMM of a step (forward, backward-to-input except for the
 first layer, weight gradient); the ceiling is NumPy's BLAS doing exactly those GEMMs.
 """

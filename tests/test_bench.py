@@ -169,3 +169,18 @@ def test_asv_check_passes():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "No problems found" in out.stdout
+
+
+def test_fit_loop_script_runs(tmp_path):
+    """bench/fit_loop.py (the compiled loop's saving, quoted in the README) runs and
+    records both timings of both fits."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "bench" / "fit_loop.py"), "--repeat", "1",
+                        "--output-dir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    (path,) = tmp_path.glob("*-fit-loop.json")
+    result = json.loads(path.read_text())
+    assert set(result["results"]) == {"Network.fit", "MLPClassifier.fit"}
+    for r in result["results"].values():
+        assert r["loop_s"] > 0 and r["per_step_call_s"] > 0

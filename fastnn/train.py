@@ -354,10 +354,11 @@ def _diverged(net, history, epoch, batch, J, replay):
 
 
 class _DeferredInterrupt:
-    """Inside fit, a Ctrl-C (SIGINT) takes effect between training steps, so an interrupted
-    fit leaves θ and the optimizer state as the last completed step left them.  A second
-    Ctrl-C interrupts at once.  Active only in the main thread, and only when SIGINT has
-    Python's default handler (anything else is left alone)."""
+    """Inside fit, a Ctrl-C (SIGINT) takes effect between training steps (between calls of
+    a backend's compiled loop over steps), so an interrupted fit leaves θ and the optimizer
+    state as the last completed step left them.  A second Ctrl-C interrupts at once (once
+    the running compiled call returns).  Active only in the main thread, and only when
+    SIGINT has Python's default handler (anything else is left alone)."""
 
     def __enter__(self):
         self.pending = False

@@ -758,20 +758,19 @@ def _make_loss(act, loss):
     def loss_ser(Z, Y, alpha, A, dZ):
         m = Z.shape[0]
         nch = _nchunks(m, 16)
-        part = np.empty(nch, np.float64)
+        # one scratch for all chunks (softmax + CE needs none); the chunks' losses are
+        # added in chunk order as they come, the order loss_par adds its partial sums in
+        buf = np.empty(0 if fused == 2 else _LOSS_BLOCK, np.float64)
+        J = 0.0
         for c in range(nch):
             r0 = c * m // nch
             r1 = (c + 1) * m // nch
-            buf = np.empty(_LOSS_BLOCK, np.float64)
             if fused == 1:
-                part[c] = _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1, buf)
+                J += _loss_sigmoid_bce_rows(Z, Y, A, dZ, r0, r1, buf)
             elif fused == 2:
-                part[c] = _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1, buf)
+                J += _loss_softmax_ce_rows(Z, Y, A, dZ, r0, r1, buf)
             else:
-                part[c] = _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1, buf)
-        J = 0.0
-        for c in range(nch):
-            J += part[c]
+                J += _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1, buf)
         return J / m
 
     @njit(**_PAR)
@@ -836,12 +835,9 @@ def _ss_ser(W):
     x = W.reshape(W.size)
     n = x.size
     nch = (n + _SS_CHUNK - 1) // _SS_CHUNK
-    part = np.empty(nch, np.float64)      # the same chunks and sum as _ss_par
+    s = 0.0                               # the same chunks, added in the same order, as _ss_par
     for c in range(nch):
-        part[c] = _ss_range(x[c * _SS_CHUNK:min(n, (c + 1) * _SS_CHUNK)])
-    s = 0.0
-    for c in range(nch):
-        s += part[c]
+        s += _ss_range(x[c * _SS_CHUNK:min(n, (c + 1) * _SS_CHUNK)])
     return s
 
 

@@ -111,8 +111,6 @@ def _make_step(key):
 
 
 def _make_steps(key):
-    from .cpu import _SER  # noqa: F401 - cpu.py first: _steps() needs its tables
-
     step = _steps()[key]
 
     def steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes, alpha_h,

@@ -236,13 +236,15 @@ def test_serial_and_parallel_reductions_are_bitwise_equal():
     """The same fixed chunks in both variants: J and sum_squares do not depend on the path."""
     rng = np.random.default_rng(5)
     for dtype in DTYPES:
-        for m in (1, 15, 16, 17, 999, 5000):
-            Z, Y = rand(rng, (m, 10), dtype, 4.0), targets(rng, m, 10, K.BCE, dtype)
-            ser, par, _ = C._LOSS[K.SIGMOID * 8 + K.BCE]
-            outs = [np.empty((m, 10), dtype) for _ in range(4)]
-            assert ser(Z, Y, ALPHA, outs[0], outs[1]) == par(Z, Y, ALPHA, outs[2], outs[3])
-            np.testing.assert_array_equal(outs[0], outs[2])
-            np.testing.assert_array_equal(outs[1], outs[3])
+        # the two fused pairs and one of the generic ones
+        for act, loss in ((K.SIGMOID, K.BCE), (K.SOFTMAX, K.CROSS_ENTROPY), (K.TANH, K.MAE)):
+            for m in (1, 15, 16, 17, 999, 5000):
+                Z, Y = rand(rng, (m, 10), dtype, 4.0), targets(rng, m, 10, loss, dtype)
+                ser, par, _ = C._LOSS[act * 8 + loss]
+                outs = [np.empty((m, 10), dtype) for _ in range(4)]
+                assert ser(Z, Y, ALPHA, outs[0], outs[1]) == par(Z, Y, ALPHA, outs[2], outs[3])
+                np.testing.assert_array_equal(outs[0], outs[2])
+                np.testing.assert_array_equal(outs[1], outs[3])
         for n in (1, 4095, 4096, 4097, 300_001):
             W = rand(rng, n, dtype)
             assert C._ss_ser(W) == C._ss_par(W)

@@ -8,6 +8,8 @@
 * ``Training``: a full training step (forward + backward + SGD update) and inference of
   each workload: ``time_``, ``peakmem_``, ``track_`` GFLOP/s and % of the ceiling (NumPy's
   BLAS doing only that step's GEMMs).
+* ``FullTraining``: fastnn.sklearn.MLPClassifier fitting digits, ``time_`` and ``track_``
+  its speed-up over scikit-learn's MLPClassifier (same hyperparameters, same process).
 * ``ColdStart``: ``timeraw_`` the first step in a fresh interpreter (JIT compile or Numba
   cache load) and ``import fastnn``.
 * ``GemmCeiling`` / ``WorkloadGemmCeiling``: the ceiling itself (sgemm / dgemm GFLOP/s).
@@ -333,6 +335,51 @@ class Training:
     def track_inference_pct_ceiling(self, backend, key):
         mine, blas = _paired(self.p.infer, _ceiling_call(key, "infer"))
         return 100.0 * blas / mine
+
+
+class FullTraining:
+    """The full-training target: fastnn.sklearn.MLPClassifier fitting scikit-learn's digits
+    (workloads.DIGITS_FIT, 30 epochs of mini-batch SGD), and its speed-up over
+    scikit-learn's MLPClassifier with the same hyperparameters, fitted alternately in the
+    same process (target: workloads.FIT_TARGET)."""
+
+    params = (BACKENDS,)
+    param_names = ("backend",)
+    timeout = 600
+
+    def setup(self, backend):
+        _backend(backend)
+        import warnings
+
+        from fastnn.sklearn import MLPClassifier
+
+        X, _, y, _ = workloads.digits_split()
+        params = dict(workloads.DIGITS_FIT, backend=backend)
+
+        def fit(cls=MLPClassifier, params=params):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning: a fixed epoch count
+                cls(**params).fit(X, y)
+        self.fit = fit
+        self.fit()  # JIT warm-up (or cache load)
+
+    def time_fit_digits(self, backend):
+        self.fit()
+
+    @_unit("x")
+    def track_fit_speedup_vs_sklearn(self, backend):
+        from sklearn.neural_network import MLPClassifier
+
+        X, _, y, _ = workloads.digits_split()
+
+        def reference():
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                MLPClassifier(**workloads.DIGITS_FIT).fit(X, y)
+        mine, theirs = _paired(self.fit, reference, rounds=3, min_sample=0.0)
+        return theirs / mine
 
 
 class ColdStart:

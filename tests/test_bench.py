@@ -184,3 +184,15 @@ def test_fit_loop_script_runs(tmp_path):
     assert set(result["results"]) == {"Network.fit", "MLPClassifier.fit"}
     for r in result["results"].values():
         assert r["loop_s"] > 0 and r["per_step_call_s"] > 0
+
+
+def test_asv_full_training_benchmark_runs():
+    """The asv FullTraining benchmark fits and reports a ratio (its size is not tested:
+    performance lives in bench/)."""
+    from bench.benchmarks import FullTraining
+
+    b = FullTraining()
+    b.setup("cpu")
+    b.time_fit_digits("cpu")
+    ratio = b.track_fit_speedup_vs_sklearn("cpu")
+    assert np.isfinite(ratio) and ratio > 0

@@ -294,7 +294,7 @@ def _ceiling_call(key, mode):
 
 class Training:
     """One training step (forward + backward + SGD update, lr 0.01) and one inference of
-    each workload, as Network.fit runs them (inputs already validated)."""
+    each workload, one call each (Network._step_device, inputs already validated)."""
 
     params = (BACKENDS, WORKLOAD_KEYS)
     param_names = ("backend", "workload")

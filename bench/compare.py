@@ -450,8 +450,9 @@ class Run:
                 k: env.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                         "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "XLA_FLAGS",
                                         "JAX_PLATFORMS")}},
-            "fastnn_step": "Network._step_device (what Network.fit runs per mini-batch); "
-                           "inference: Network._forward_output",
+            "fastnn_step": "Network._step_device (one training-step call; Network.fit runs "
+                           "an epoch's steps in compiled loops); inference: "
+                           "Network._forward_output",
             "workloads": {}}
         with tempfile.TemporaryDirectory(prefix="fastnn-bench-") as tmp:
             self.log(f"starting workers ({', '.join(roles)}), {args.threads} threads each")
@@ -830,6 +831,9 @@ W4 ≥ 1.0×, W5 ≥ 3×; torch eager ÷ fastnn W1 ≥ 1.8×, W5 ≥ 20×; infer
 full training (digits, scikit-learn's fit time ÷ fastnn.sklearn's) ≥ 10×.
 GFLOP/s count 2·m·n·k for each GEMM of a step (forward, backward-to-input except for the
 first layer, weight gradient); the ceiling is NumPy's BLAS doing exactly those GEMMs.
+fastnn's step is timed as one call from Python (`Network._step_device`, what `net.step`
+runs), like every peer's; `fit` runs an epoch's steps in compiled loops, which is cheaper
+per step on small networks (see Kernels, and the full-training row).
 """
 
 

@@ -5,8 +5,10 @@ update with lr 0.01 on the whole batch) and inference (the output activations), 
 from the parameters and data of ``bench/workloads.py``:
 
   fastnn   fastnn.Network on the timed backend ("cpu", or "cuda" with --backend cuda);
-           the step is what Network.fit runs per mini-batch (``Network._step_device``:
-           inputs already validated and converted, as a peer's tensors are), inference is
+           the step is one training-step call (``Network._step_device``, what
+           Network.step runs and Network.fit falls back to; fit itself runs an epoch's
+           steps in compiled loops, cheaper per step for small networks): inputs already
+           validated and converted, as a peer's tensors are; inference is
            ``Network._forward_output`` (no validation, no copy)
   numpy    the same fastnn.Network on backend="reference": plain vectorized NumPy
   torch    torch eager: nn.Sequential of nn.Linear, F.cross_entropy /
@@ -122,7 +124,8 @@ class FastnnPeer(Peer):
         Xc, Yc = net._XY(X, Y)
         self.X, self.Y = net._device(Xc, Yc)
         self.net, self.opt, self.l2, self.w = net, fn.SGD(lr=LR), float(w.l2), w
-        # what Network.fit runs per mini-batch, and inference without validation or copy
+        # one training-step call (fit runs its steps in compiled loops), and inference
+        # without validation or copy
         self._step = lambda: net._step_device(self.X, self.Y, self.opt, self.l2)
         self._infer = lambda: net._forward_output(self.X)
 

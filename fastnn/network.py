@@ -329,11 +329,27 @@ class Network:
             optimizer.fused_done(self._opt_state, t)
         return J
 
-    def _steps_per_call(self, batch_size):
-        """How many steps one ``_run_steps`` call makes: about 4e7 multiply-adds' worth, so
-        that a Ctrl-C (handled between calls) still takes effect within a fraction of a
-        second, and at most 256."""
-        return int(max(1, min(256, 4e7 // (batch_size * self._n_params))))
+    def _run_epoch(self, X, Y, idx, batch_size, optimizer, l2, losses, between=None):
+        """All the steps of an epoch over the rows idx of X, Y (one row of `losses` per
+        batch gets (J, its L2 term)) through ``_run_steps``, in calls of about 4e7
+        multiply-adds each (at most 256 steps), so that ``between()`` (fit's Ctrl-C check),
+        called before each call, runs within a fraction of a second.  Returns the steps
+        done: len(losses), or fewer when a J was not finite (losses[done] holds it); None
+        when the compiled loop is not available (nothing was run)."""
+        n_steps = losses.shape[0]
+        per_call = int(max(1, min(256, 4e7 // (batch_size * self._n_params))))
+        k = 0
+        while k < n_steps:
+            if between is not None:
+                between()
+            count = min(per_call, n_steps - k)
+            done = self._run_steps(X, Y, idx, batch_size, k, count, optimizer, l2, losses[k:])
+            if done is None:  # decided by the network, batch size and optimizer: at k == 0
+                return None
+            if done < count:
+                return k + done
+            k += count
+        return k
 
     def _run_steps(self, X, Y, idx, batch_size, first, count, optimizer, l2, out):
         """Training steps first .. first+count-1 of an epoch over the rows idx of X, Y

@@ -357,37 +357,31 @@ class _BaseMLP(BaseEstimator):
         sizes = [min(batch_size, n - i) for i in starts]
         Xd, Yd = net._device(X, Y)
         Xs = Ys = None  # the shuffled copies, for the step-by-step path
-        fused = True    # the compiled loop over steps (net._run_steps) until it says no
+        fused = True    # the compiled loop over steps (net._run_epoch) until it says no
         losses = np.empty((len(starts), 2))
-        per_call = net._steps_per_call(batch_size)
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = _shuffled(sample_idx, self._random_state)
                 total = 0.0
-                k = 0
-                while fused and k < len(starts):
-                    count = min(per_call, len(starts) - k)
-                    done = net._run_steps(Xd, Yd, sample_idx, batch_size, k, count, optimizer,
-                                          alpha, losses[k:])
-                    if done is None:
-                        fused = False
-                        break
-                    for j in range(k, k + done):  # J with the L2 term of θ before its step
+                done = (net._run_epoch(Xd, Yd, sample_idx, batch_size, optimizer, alpha, losses)
+                        if fused else None)
+                if done is not None:
+                    for j in range(done):  # J with the L2 term of θ before its step
                         total += self._batch_loss(net, losses[j, 0], alpha, sizes[j],
                                                   losses[j, 1]) * sizes[j]
-                    if done < count:
-                        self._diverged(losses[k + done, 0])
-                    k += count
-                if not fused:
+                    if done < len(starts):
+                        self._diverged(losses[done, 0])
+                else:
+                    fused = False
                     if self.shuffle:
                         if Xs is None:
                             Xs, Ys = np.empty_like(X), np.empty_like(Y)
                         np.take(X, sample_idx, axis=0, out=Xs)
                         np.take(Y, sample_idx, axis=0, out=Ys)
                         Xd, Yd = net._device(Xs, Ys)
-                    for i in starts[k:]:
+                    for i in starts:
                         Xb, Yb = Xd[i:i + batch_size], Yd[i:i + batch_size]
                         # the regressor's reported loss needs the penalty of θ before the step
                         penalty = self._step_penalty(net, alpha, Xb.shape[0])

@@ -210,13 +210,13 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
         return _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks)
 
     rng = np.random.default_rng(net.seed if seed is None else seed)
-    Xs, Ys = (np.empty_like(X), np.empty_like(Y)) if shuffle else (X, Y)
     starts = range(0, m, batch_size)
     order = np.arange(m)
-    # the compiled loop over steps (net._run_steps) until it says no, then one call a step
+    # the compiled loop over steps (net._run_epoch) until it says no, then one call a step
     fused = hasattr(net._B, "train_steps")
     Xu, Yu = net._device(X, Y) if fused else (None, None)
-    losses, per_call = np.empty((len(starts), 2)), net._steps_per_call(batch_size)
+    losses = np.empty((len(starts), 2))
+    copies = []  # the buffers of the shuffled (X, Y), made when first needed
     best, best_theta, wait = math.inf, None, 0
     bar = _Progress(progress, epochs, "fit")
     t0 = time.perf_counter()
@@ -231,7 +231,11 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
 
                 def batches(perm=perm, shuffled=shuffled):
                     if not shuffled:
+                        Xs, Ys = X, Y
                         if shuffle:
+                            if not copies:
+                                copies.append((np.empty_like(X), np.empty_like(Y)))
+                            Xs, Ys = copies[0]
                             np.take(X, perm, axis=0, out=Xs)
                             np.take(Y, perm, axis=0, out=Ys)
                         shuffled.append(net._device(Xs, Ys))
@@ -252,21 +256,16 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                     return None
 
                 total = 0.0
-                k = 0
-                while fused and k < len(starts):
-                    interrupt.check()  # Ctrl-C takes effect here, between whole calls
-                    count = min(per_call, len(starts) - k)
-                    done = net._run_steps(Xu, Yu, perm, batch_size, k, count, optimizer, l2,
-                                          losses[k:])
-                    if done is None:
-                        fused = False
-                        break
-                    for j in range(k, k + done):
+                # Ctrl-C takes effect between the compiled loop's calls (interrupt.check)
+                done = (net._run_epoch(Xu, Yu, perm, batch_size, optimizer, l2, losses,
+                                       between=interrupt.check) if fused else None)
+                if done is not None:
+                    for j in range(done):
                         total += losses[j, 0] * min(batch_size, m - starts[j])
-                    if done < count:
-                        _diverged(net, history, epoch, k + done, losses[k + done, 0], replay)
-                    k += count
-                for k in range(k, len(starts)):
+                    if done < len(starts):
+                        _diverged(net, history, epoch, done, losses[done, 0], replay)
+                fused = done is not None
+                for k in range(len(starts) if fused else 0, len(starts)):
                     interrupt.check()  # Ctrl-C takes effect here, between whole steps
                     i = starts[k]
                     Xd, Yd = batches()

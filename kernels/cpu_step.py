@@ -152,7 +152,7 @@ def _compiled(py_func, key):
 
 @njit(cache=True)
 def _work_size(m, sizes):
-    """work_size for the compiled loop (sizes: int64 array)."""
+    """work_size, callable from the compiled loop (sizes: int64 array)."""
     total = sizes[sizes.shape[0] - 1]
     for l in range(1, sizes.shape[0]):
         total += 2 * sizes[l]
@@ -228,7 +228,7 @@ def fits(m, sizes, hidden_act):
 
 def work_size(m, sizes):
     """Entries of the work buffer for m examples: A[1..L], A_out, dZ[1..L]."""
-    return m * (2 * sum(sizes[1:]) + sizes[-1])
+    return int(_work_size(m, np.asarray(sizes, dtype=np.int64)))
 
 
 def train_step(X, Y, theta, grad, work, sizes, hidden_act, hidden_alpha, out_act, out_alpha,

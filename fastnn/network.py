@@ -144,6 +144,7 @@ class Network:
         self._hidden = (hidden.pop() if len(hidden) == 1 else None) if hidden else (
             kernels.IDENTITY, 0.0)
         self._workspaces = OrderedDict()
+        self._step_fns = {}     # optimizer code -> the backend's compiled one-call step
         self._opt = None
         self._opt_state = None
 
@@ -307,9 +308,10 @@ class Network:
 
     def _step_device(self, X, Y, optimizer, l2):
         """One training step on backend arrays: J (before the update), θ updated.  When J
-        is not finite nothing is updated.  One compiled call (the backend's train_step)
-        where the backend has one and this network and batch fit it, else one call per
-        kernel (``_cost_and_grad`` then ``_update``); both compute the same bits."""
+        is not finite nothing is updated.  One compiled call (the backend's one-call step,
+        ``_step_function``) where the backend has one and this network and batch fit it,
+        else one call per kernel (``_cost_and_grad`` then ``_update``); both compute the
+        same bits."""
         if self._opt is not optimizer or self._opt_state is None:
             self._opt = optimizer
             self._opt_state = optimizer.init_state(self._B, self._n_params, self.dtype)
@@ -321,13 +323,24 @@ class Network:
                 self._update(optimizer)
             return J
         code, lr, h1, h2, eps, s1, s2, t = args
-        hidden_act, hidden_alpha = self._hidden
-        J = self._B.train_step(X, Y, self._theta, self._grad, ws.work, self._sizes, hidden_act,
-                               hidden_alpha, self._out_act, self._out_alpha, self._loss_code,
-                               l2, code, lr, h1, h2, eps, s1, s2, t)
+        step = self._step_fns.get(code)
+        if step is None:
+            step = self._step_function(code)
+        J = step(X, Y, self._theta, self._grad, ws.work, self._sizes, self._hidden[1],
+                 self._out_alpha, float(l2), float(lr), float(h1), float(h2), float(eps), s1, s2,
+                 int(t))[0]
         if math.isfinite(J):
             optimizer.fused_done(self._opt_state, t)
         return J
+
+    def _step_function(self, code):
+        """The backend's compiled one-call step for optimizer code `code` (its
+        ``train_step_function``), kept per code: a tiny network's step takes a few
+        microseconds, and looking it up and converting its arguments on every step (what
+        ``train_step`` does) costs about one more."""
+        step = self._B.train_step_function(self._hidden[0], self._out_act, self._loss_code, code)
+        self._step_fns[code] = step
+        return step
 
     def _run_epoch(self, X, Y, idx, batch_size, optimizer, l2, losses, between=None):
         """All the steps of an epoch over the rows idx of X, Y (one row of `losses` per

@@ -43,8 +43,11 @@ does, ``cpu_step.py``): ``train_step(X, Y, theta, grad, work, sizes, hidden_act,
 hidden_alpha, out_act, out_alpha, loss, l2, opt, lr, h1, h2, eps, s1, s2, t) -> float``
 runs exactly the kernels above in the order a step runs them (forward, loss_grad + L2
 penalty, accumulate_delta / activation_backward per layer, sgd_update or adam_update by
-the optimizer code ``opt``: OPT_SGD or OPT_ADAM), and ``train_step_fits(m, sizes,
-hidden_act)`` says whether a step of that size may use it.  With it may come a loop over
+the optimizer code ``opt``: OPT_SGD or OPT_ADAM), ``train_step_fits(m, sizes,
+hidden_act)`` says whether a step of that size may use it, and
+``train_step_function(hidden_act, out_act, loss, opt)`` returns the compiled step itself,
+``f(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, l2, lr, h1, h2, eps, s1, s2,
+t) -> (J, its L2 term)``, which ``fastnn.Network`` keeps and calls directly.  With it may come a loop over
 such steps, ``train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes,
 ..., t, out) -> steps done``: steps first .. first+count-1 of an epoch whose batches are
 the rows idx[s:s+batch] of X and Y, gathered into Xb, Yb; out[k] = (J, its L2 term); it

@@ -239,9 +239,19 @@ def train_step(X, Y, theta, grad, work, sizes, hidden_act, hidden_alpha, out_act
     placeholder when momentum is 0; s2 unused) or OPT_ADAM (h1, h2 = beta1, beta2; s1, s2 =
     first and second moments; t = the step number, from 1).  sizes: int64 array.
     """
-    step = (_STEP or _steps())[(int(hidden_act), int(out_act), int(loss), int(opt))]
+    step = train_step_function(hidden_act, out_act, loss, opt)
     return step(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, float(l2), float(lr),
                 float(h1), float(h2), float(eps), s1, s2, int(t))[0]
+
+
+def train_step_function(hidden_act, out_act, loss, opt):
+    """The compiled step of train_step for these codes, to call without train_step's
+    per-call lookup and conversions (a step of a tiny network takes a few microseconds):
+    ``f(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, l2, lr, h1, h2, eps, s1,
+    s2, t) -> (J, P)``, P the L2 term of J; the alphas (as the layers hold them), l2, lr,
+    h1, h2 and eps Python floats, t a Python int (other types compile another
+    specialization)."""
+    return (_STEP or _steps())[(int(hidden_act), int(out_act), int(loss), int(opt))]
 
 
 def train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes, hidden_act,

@@ -144,6 +144,7 @@ class Network:
         self._hidden = (hidden.pop() if len(hidden) == 1 else None) if hidden else (
             kernels.IDENTITY, 0.0)
         self._workspaces = OrderedDict()
+        self._ws_last = None    # the workspace used last (the end of _workspaces)
         self._step_fns = {}     # optimizer code -> the backend's compiled one-call step
         self._opt = None
         self._opt_state = None
@@ -164,6 +165,8 @@ class Network:
 
     def _workspace(self, m):
         ws = self._workspaces.get(m)
+        if ws is self._ws_last and ws is not None:   # already the most recent: a step's path
+            return ws
         if ws is None:
             ws = Workspace(self._B, m, self.sizes, self.dtype, self._hidden)
             self._workspaces[m] = ws
@@ -171,6 +174,7 @@ class Network:
                 self._workspaces.popitem(last=False)
         else:
             self._workspaces.move_to_end(m)
+        self._ws_last = ws
         return ws
 
     # ------------------------------------------------------------------ parameters

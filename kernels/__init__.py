@@ -47,8 +47,8 @@ the optimizer code ``opt``: OPT_SGD or OPT_ADAM), ``train_step_fits(m, sizes,
 hidden_act)`` says whether a step of that size may use it, and
 ``train_step_function(hidden_act, out_act, loss, opt)`` returns the compiled step itself,
 ``f(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, l2, lr, h1, h2, eps, s1, s2,
-t) -> (J, its L2 term)``, which ``fastnn.Network`` keeps and calls directly.  With it may come a loop over
-such steps, ``train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes,
+t) -> (J, its L2 term)``, which ``fastnn.Network`` keeps and calls directly.  With them
+may come a loop over such steps, ``train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes,
 ..., t, out) -> steps done``: steps first .. first+count-1 of an epoch whose batches are
 the rows idx[s:s+batch] of X and Y, gathered into Xb, Yb; out[k] = (J, its L2 term); it
 stops after a step whose J is not finite (nothing updated).  The bits are those of

@@ -147,6 +147,23 @@ def test_training_step_reuses_its_workspace():
     assert addresses() == before   # ... and the first is still cached
 
 
+def test_workspaces_are_kept_for_the_most_recent_batch_sizes():
+    """A workspace per batch size, the _MAX_WORKSPACES most recently used ones kept (the
+    step's path returns the most recent one without reordering)."""
+    from fastnn.network import _MAX_WORKSPACES as K
+
+    net = fn.Network([fn.Dense(4, "relu"), fn.Dense(3, "softmax")], n_inputs=5, seed=0)
+    first = {m: net._workspace(m) for m in range(1, K + 1)}
+    assert net._workspace(K) is first[K] and net._workspace(K) is first[K]
+    assert net._workspace(1) is first[1]             # 1 becomes the most recent ...
+    net._workspace(K + 1)                            # ... so 2, the least recent, goes
+    assert list(net._workspaces) == list(range(3, K + 1)) + [1, K + 1]
+    assert net._workspace(2) is not first[2] and net._workspace(2).A[0].shape == (2, 4)
+    assert net._workspace(1) is first[1]
+    net._workspaces.clear()                          # nothing cached: a fresh one
+    assert net._workspace(1) is not first[1]
+
+
 @pytest.mark.skipif(CUDASIM, reason="fresh-process determinism is checked on the cpu backend")
 def test_training_is_bitwise_reproducible_in_fresh_processes():
     code = (

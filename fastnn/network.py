@@ -319,20 +319,21 @@ class Network:
         if self._opt is not optimizer or self._opt_state is None:
             self._opt = optimizer
             self._opt_state = optimizer.init_state(self._B, self._n_params, self.dtype)
-        ws = self._workspace(X.shape[0])
+        ws = self._ws_last
+        if ws is None or ws.m != X.shape[0]:
+            ws = self._workspace(X.shape[0])
         args = optimizer.fused_args(self._opt_state) if ws.fused else None
         if args is None:
             J = self._cost_and_grad(X, Y, l2)
             if math.isfinite(J):
                 self._update(optimizer)
             return J
-        code, lr, h1, h2, eps, s1, s2, t = args
+        code, lr, h1, h2, eps, s1, s2, t = args    # floats and an int (Optimizer.fused_args)
         step = self._step_fns.get(code)
         if step is None:
             step = self._step_function(code)
         J = step(X, Y, self._theta, self._grad, ws.work, self._sizes, self._hidden[1],
-                 self._out_alpha, float(l2), float(lr), float(h1), float(h2), float(eps), s1, s2,
-                 int(t))[0]
+                 self._out_alpha, float(l2), lr, h1, h2, eps, s1, s2, t)[0]
         if math.isfinite(J):
             optimizer.fused_done(self._opt_state, t)
         return J

@@ -26,6 +26,44 @@ def _positive(name, value, allow_zero=False, upper=None):
     return float(value)
 
 
+class _Hyper:
+    """A hyperparameter attribute, checked on every assignment as the constructor checks
+    it: a value set between steps (a schedule, a callback, ``opt.lr /= 5``) is then as safe
+    as one given to ``__init__``, and the kernels always get a Python float.  Setting one
+    drops the optimizer's cached fused-step arguments (``Optimizer._head``)."""
+
+    def __init__(self, check):
+        self._check = check
+
+    def __set_name__(self, owner, name):
+        self._name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__[self._name]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self._name] = self._check(obj, self._name, value)
+        obj.__dict__["_head"] = None
+
+
+def _count(obj, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def _rate(obj, name, value):
+    return _positive(name, value)
+
+
+def _nonnegative(obj, name, value):
+    return _positive(name, value, allow_zero=True)
+
+
+def _fraction(obj, name, value):
+    return _positive(name, value, allow_zero=True, upper=1.0)
+
+
 class Optimizer:
     """Base class: per-network state is made by ``init_state`` and kept by the network."""
 
@@ -36,39 +74,56 @@ class Optimizer:
         raise NotImplementedError
 
     def fused_args(self, state):
-        """(code, lr, h1, h2, eps, s1, s2, t) for a backend's one-call ``train_step``, or
-        None: this optimizer only runs through ``update`` (so does any subclass of SGD or
-        Adam that overrides ``update``)."""
+        """(code, lr, h1, h2, eps, s1, s2, t) for a backend's one-call ``train_step`` (lr,
+        h1, h2, eps Python floats, t a Python int), or None: this optimizer only runs
+        through ``update`` (so does any subclass of SGD or Adam that overrides ``update``)."""
         return None
 
     def fused_done(self, state, t):
         """After a fused step that updated θ (t as given by ``fused_args``)."""
 
     def get_config(self):
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
+def _momentum(obj, name, value):
+    value = _fraction(obj, name, value)
+    if value == 0 and obj.__dict__.get("nesterov", False):
+        raise ValueError("momentum must be > 0 while nesterov=True (set nesterov=False first)")
+    return value
+
+
+def _nesterov(obj, name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"nesterov must be a bool; got {value!r}")
+    if value and obj.__dict__.get("momentum", 0.0) == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    return value
+
+
 class SGD(Optimizer):
     """Gradient descent with optional momentum μ and Nesterov's look-ahead.
 
-    Parameters: lr (α > 0), momentum (μ in [0, 1)), nesterov (bool, needs momentum > 0).
+    Parameters: lr (α > 0), momentum (μ in [0, 1)), nesterov (bool, needs momentum > 0);
+    each may be changed between steps (checked again when set).  The velocity v has θ's
+    size whatever the momentum, so momentum can be switched on mid-training (v from 0).
     """
 
+    lr = _Hyper(_rate)
+    momentum = _Hyper(_momentum)
+    nesterov = _Hyper(_nesterov)
+
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
-        self.lr = _positive("lr", lr)
-        self.momentum = _positive("momentum", momentum, allow_zero=True, upper=1.0)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be a bool; got {nesterov!r}")
-        if nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
+        self.lr = lr
+        self.momentum = momentum
         self.nesterov = nesterov
 
     def init_state(self, backend, n, dtype):
-        return {"velocity": backend.zeros((n,), dtype) if self.momentum else backend.zeros((1,), dtype)}
+        return {"velocity": backend.zeros((n,), dtype)}
 
     def update(self, backend, theta, grad, state):
         backend.sgd_update(theta, grad, state["velocity"], self.lr, self.momentum, self.nesterov)
@@ -76,22 +131,31 @@ class SGD(Optimizer):
     def fused_args(self, state):
         if type(self).update is not SGD.update:  # a subclass's own update must run
             return None
+        head = self.__dict__.get("_head")
+        if head is None:
+            head = self._head = (kernels.OPT_SGD, self.lr, self.momentum,
+                                 1.0 if self.nesterov else 0.0, 0.0)
         v = state["velocity"]
-        nesterov = 1.0 if self.nesterov else 0.0
-        return (kernels.OPT_SGD, self.lr, self.momentum, nesterov, 0.0, v, v, 0)
+        return head + (v, v, 0)
 
 
 class Adam(Optimizer):
     """Adam with bias-corrected first and second moments (Kingma & Ba, 2015).
 
-    Parameters: lr (α > 0), beta1, beta2 (in [0, 1)), eps (> 0).
+    Parameters: lr (α > 0), beta1, beta2 (in [0, 1)), eps (> 0); each may be changed
+    between steps (checked again when set).
     """
 
+    lr = _Hyper(_rate)
+    beta1 = _Hyper(_fraction)
+    beta2 = _Hyper(_fraction)
+    eps = _Hyper(_rate)
+
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr = _positive("lr", lr)
-        self.beta1 = _positive("beta1", beta1, allow_zero=True, upper=1.0)
-        self.beta2 = _positive("beta2", beta2, allow_zero=True, upper=1.0)
-        self.eps = _positive("eps", eps)
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
 
     def init_state(self, backend, n, dtype):
         return {"m1": backend.zeros((n,), dtype), "m2": backend.zeros((n,), dtype), "t": 0}
@@ -105,8 +169,10 @@ class Adam(Optimizer):
     def fused_args(self, state):
         if type(self).update is not Adam.update:
             return None
-        return (kernels.OPT_ADAM, self.lr, self.beta1, self.beta2, self.eps, state["m1"],
-                state["m2"], state["t"] + 1)
+        head = self.__dict__.get("_head")
+        if head is None:
+            head = self._head = (kernels.OPT_ADAM, self.lr, self.beta1, self.beta2, self.eps)
+        return head + (state["m1"], state["m2"], state["t"] + 1)
 
     def fused_done(self, state, t):
         state["t"] = t
@@ -119,14 +185,14 @@ class LBFGS(Optimizer):
     tol (gradient tolerance ``gtol``), maxfun (cost evaluations; default 15000 as in scikit-learn).
     """
 
+    maxiter = _Hyper(_count)
+    tol = _Hyper(_nonnegative)
+    maxfun = _Hyper(_count)
+
     def __init__(self, maxiter=200, tol=1e-5, maxfun=15000):
-        if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter <= 0:
-            raise ValueError(f"maxiter must be a positive int; got {maxiter!r}")
-        self.maxiter = int(maxiter)
-        self.tol = _positive("tol", tol, allow_zero=True)
-        if isinstance(maxfun, bool) or not isinstance(maxfun, numbers.Integral) or maxfun <= 0:
-            raise ValueError(f"maxfun must be a positive int; got {maxfun!r}")
-        self.maxfun = int(maxfun)
+        self.maxiter = maxiter
+        self.tol = tol
+        self.maxfun = maxfun
 
     def update(self, backend, theta, grad, state):
         raise ValueError("LBFGS is a full-batch method: use net.fit(X, Y, optimizer='lbfgs'), "

@@ -136,9 +136,10 @@ def allclose(actual, desired, dtype=None):
     """True when actual equals desired within the dtype's tolerance (see TOLERANCES)."""
     import numpy as np
 
+    desired = np.asarray(desired)
+    rtol = tolerance(dtype if dtype is not None else desired.dtype)   # desired's own dtype
     actual = np.asarray(actual, dtype=np.float64)
-    desired = np.asarray(desired, dtype=np.float64)
-    rtol = tolerance(dtype if dtype is not None else np.asarray(desired).dtype)
+    desired = desired.astype(np.float64)
     scale = max(1.0, float(np.max(np.abs(desired)))) if desired.size else 1.0
     return actual.shape == desired.shape and bool(
         np.all(np.abs(actual - desired) <= rtol * scale + rtol * np.abs(desired)))

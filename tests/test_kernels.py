@@ -210,3 +210,14 @@ def test_nan_propagates(fast_backend):
     for act, loss in OUTPUT_PAIRS:
         J, (A, dZ) = run(fast_backend, "loss_grad", [Z, Y], [np.zeros((2, 2))] * 2, act, ALPHA, loss)
         assert np.isnan(J), (act, loss)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_allclose_reads_the_tolerance_of_desired_dtype(dtype):
+    """Without dtype=, allclose judges by desired's own dtype (not by the float64 copy it
+    compares in): a float32 result one rounding away is equal, a float64 one is not."""
+    rtol = K.tolerance(dtype)
+    desired = np.array([1.0, -2.0, 3.0], dtype=dtype)
+    assert K.allclose(desired * (1 + rtol / 4), desired)
+    assert not K.allclose(desired * (1 + 4 * rtol), desired)
+    assert K.allclose(desired.astype(np.float64) + 1e-6, desired) == (rtol > 1e-6)

@@ -175,3 +175,69 @@ def test_nesterov_and_momentum_differ_from_plain_sgd():
         net = fn.Network([fn.Dense(5, "relu"), fn.Dense(3, "softmax")], n_inputs=3, seed=0)
         finals.append(net.fit(X, y, optimizer=opt, epochs=5, batch_size=8, progress=False).loss[-1])
     assert len(set(finals)) == 3
+
+
+def _changed_between_steps(backend, opt, changes):
+    """θ after one step per entry of `changes` (a dict of optimizer attributes to set
+    before that step), on a network small enough for the cpu backend's one-call step."""
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
+    net = fn.Network([fn.Dense(4, "tanh"), fn.Dense(2)], n_inputs=3, loss="mse", seed=1,
+                     backend=backend)
+    for change in changes:
+        for name, value in change.items():
+            setattr(opt, name, value)
+        net.step(X, Y, opt)
+    return net.get_flat_params()
+
+
+@pytest.mark.parametrize("make,changes", [
+    # momentum switched on after plain steps: the velocity must already have θ's size
+    # (it once was a length-1 placeholder, and the kernels wrote past its end)
+    (lambda: fn.SGD(0.1), [{}, {"momentum": 0.9}, {}, {"nesterov": True}, {"lr": 0.05},
+                           {"nesterov": False, "momentum": 0.0}, {}]),
+    (lambda: fn.Adam(0.01), [{}, {"lr": 0.05}, {"beta1": 0.5, "beta2": 0.9}, {"eps": 1e-3}, {}]),
+], ids=["sgd", "adam"])
+def test_hyperparameters_changed_between_steps_take_effect(make, changes):
+    expected = _changed_between_steps("reference", make(), changes)
+    got = _changed_between_steps("cpu", make(), changes)
+    assert fn.kernels.allclose(got, expected)
+    unchanged = _changed_between_steps("cpu", make(), [{}] * len(changes))
+    assert not fn.kernels.allclose(unchanged, expected)   # the changes mattered
+
+
+def test_a_rejected_hyperparameter_keeps_the_old_value():
+    opt = fn.SGD(0.1, momentum=0.5)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        opt.lr = 0.0
+    with pytest.raises(ValueError, match="momentum must be < 1"):
+        opt.momentum = 2
+    assert (opt.lr, opt.momentum) == (0.1, 0.5)
+    opt.lr = 1                                  # an int is stored as the float the kernels take
+    assert type(opt.lr) is float and repr(opt) == "SGD(lr=1.0, momentum=0.5, nesterov=False)"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_callback_can_schedule_the_learning_rate(backend):
+    """fit reads the optimizer's hyperparameters afresh after every epoch: a callback that
+    sets lr ~0 after the first epoch leaves θ where one epoch left it."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
+
+    def fitted(epochs, callbacks=None):
+        opt = fn.SGD(0.5, momentum=0.5)
+        net = fn.Network([fn.Dense(4, "tanh"), fn.Dense(1, "sigmoid")], n_inputs=3, seed=0,
+                         backend=backend)
+        cbs = [cb(opt) for cb in (callbacks or [])]
+        net.fit(X, y, optimizer=opt, epochs=epochs, batch_size=8, seed=1, progress=False,
+                callbacks=cbs)
+        return net.get_flat_params()
+
+    def freeze(opt):
+        def cb(epoch, logs):
+            opt.lr, opt.momentum = 1e-12, 0.0
+        return cb
+
+    one = fitted(1)
+    assert fn.kernels.allclose(fitted(3, [freeze]), one)
+    assert not fn.kernels.allclose(fitted(3), one)

@@ -54,11 +54,22 @@ class Dense:
         if (isinstance(init_epsilon, bool) or not isinstance(init_epsilon, numbers.Real)
                 or not init_epsilon > 0 or not math.isfinite(init_epsilon)):
             raise ValueError(f"init_epsilon must be a positive number; got {init_epsilon!r}")
-        self.units = int(units)
-        self.activation = "identity" if activation == "linear" else activation
-        self.alpha = float(alpha)
-        self.init = init
-        self.init_epsilon = float(init_epsilon)
+        set_ = object.__setattr__    # a layer is immutable: see __setattr__
+        set_(self, "units", int(units))
+        set_(self, "activation", "identity" if activation == "linear" else activation)
+        set_(self, "alpha", float(alpha))
+        set_(self, "init", init)
+        set_(self, "init_epsilon", float(init_epsilon))
+
+    def __setattr__(self, name, value):
+        # A network copies a layer's sizes and codes into its kernels' arguments when it is
+        # built, and saves / copies the layer's config: a change made afterwards would make
+        # the two disagree (or, before the build, skip the checks above).
+        raise AttributeError(f"Dense layers are immutable (cannot set {name!r}); make a new "
+                             f"Dense(...) and a new Network from it")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"Dense layers are immutable (cannot delete {name!r})")
 
     @property
     def act(self):

@@ -74,6 +74,23 @@ def _unrolled_views(theta, shapes):
     return views
 
 
+def _fixed(name, doc, key=None):
+    """A read-only Network attribute (stored as ``key``, by default ``_<name>``): the
+    kernels' shapes, codes and workspaces derive from it when the network is built, so it
+    cannot change in place."""
+
+    key = key or "_" + name
+
+    def get(self):
+        return self.__dict__[key]
+
+    def refuse(self, value):
+        raise AttributeError(f"Network.{name} is fixed when the network is built ({doc}); "
+                             f"build a new Network (net.to(backend) moves one to a backend)")
+
+    return property(get, refuse, doc=doc)
+
+
 class Network:
     """A fully connected network: ``Network([Dense(25, "sigmoid"), Dense(10, "sigmoid")],
     n_inputs=400, loss="bce")``.
@@ -95,6 +112,13 @@ class Network:
         Seeds the random initialization (None: fresh entropy).
     """
 
+    layers = _fixed("layers", "a tuple of the Dense layers")
+    n_inputs = _fixed("n_inputs", "features per example")
+    loss = _fixed("loss", "the loss name")
+    dtype = _fixed("dtype", "a numpy dtype")
+    backend = _fixed("backend", "the backend name")
+    sizes = _fixed("sizes", "the layer widths (n_inputs, units, ...)", key="_sizes_t")
+
     def __init__(self, layers, n_inputs, loss=None, dtype="float32", backend=DEFAULT_BACKEND,
                  seed=None):
         if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
@@ -114,10 +138,10 @@ class Network:
         check_output_activation(loss, layers[-1].activation)
         if seed is not None:
             seed = check_int(seed, "seed", minimum=0)
-        self.layers = list(layers)
-        self.n_inputs = n_inputs
-        self.loss = loss
-        self.dtype = check_dtype(dtype)
+        self._layers = tuple(layers)
+        self._n_inputs = n_inputs
+        self._loss = loss
+        self._dtype = check_dtype(dtype)
         self.seed = seed
         self._bind(backend)
         rng = np.random.default_rng(seed)
@@ -131,8 +155,8 @@ class Network:
     def _bind(self, backend):
         """Attach a backend: derived sizes and per-layer kernel arguments."""
         self._B = get_backend(backend)
-        self.backend = backend
-        self.sizes = [self.n_inputs] + [layer.units for layer in self.layers]
+        self._backend = backend
+        self._sizes_t = (self.n_inputs, *(layer.units for layer in self.layers))
         self._shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
         self._n_params = sum(n_in * n_out + n_out for n_in, n_out in self._shapes)
         self._loss_code = kernels.LOSSES[self.loss]

@@ -289,7 +289,7 @@ class _BaseMLP(BaseEstimator):
             self._build(hidden, n_features, Y.shape[1], out_activation, loss)
         else:
             net = self.network_
-            expected = [n_features] + hidden + [Y.shape[1]]
+            expected = (n_features, *hidden, Y.shape[1])
             if net.sizes != expected:
                 raise ValueError(f"warm_start / partial_fit: the network has layer sizes "
                                  f"{net.sizes} but these data and parameters need {expected}")

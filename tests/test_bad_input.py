@@ -11,6 +11,7 @@ Run on the "cpu" backend (the default, Numba) and on "reference" (NumPy).
 import contextlib
 import io
 import json
+import operator
 import os
 import pickle
 import subprocess
@@ -328,6 +329,26 @@ TABLE = [
     ("adam-zero-eps", lambda c: fn.Adam(eps=0.0), ValueError, "eps must be > 0"),
     ("lbfgs-zero-maxiter", lambda c: fn.LBFGS(maxiter=0), ValueError,
      "maxiter must be a positive int"),
+    # a built network's structure and its layers are read-only (the kernels' shapes and
+    # codes derive from them: net.sizes[1] = 100 once reached BLAS with a wrong shape)
+    ("net-set-sizes", lambda c: setattr(c.net, "sizes", (4, 100, 3)), AttributeError,
+     r"Network.sizes is fixed when the network is built"),
+    ("net-item-sizes", lambda c: operator.setitem(c.net.sizes, 1, 100), TypeError,
+     "does not support item assignment"),
+    ("net-set-dtype", lambda c: setattr(c.net, "dtype", np.float64), AttributeError,
+     r"Network.dtype is fixed"),
+    ("net-set-n-inputs", lambda c: setattr(c.net, "n_inputs", 3), AttributeError,
+     r"Network.n_inputs is fixed"),
+    ("net-set-backend", lambda c: setattr(c.net, "backend", "reference"), AttributeError,
+     r"net.to\(backend\) moves one"),
+    ("net-set-loss", lambda c: setattr(c.net, "loss", "mse"), AttributeError,
+     r"Network.loss is fixed"),
+    ("net-append-layer", lambda c: c.net.layers.append(fn.Dense(3)), AttributeError,
+     "'tuple' object has no attribute 'append'"),
+    ("dense-set-units", lambda c: setattr(c.net.layers[0], "units", 0), AttributeError,
+     r"Dense layers are immutable \(cannot set 'units'\)"),
+    ("dense-set-activation", lambda c: setattr(fn.Dense(3), "activation", "softmax"),
+     AttributeError, "Dense layers are immutable"),
     # hyperparameters set after construction are checked the same way
     ("sgd-set-negative-lr", lambda c: setattr(fn.SGD(0.1), "lr", -5), ValueError,
      "lr must be > 0"),

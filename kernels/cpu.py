@@ -23,7 +23,7 @@ Design:
   compiles only what it uses and each compiled function stays small (cold compile time).
 * exp, tanh, sigmoid and log1p are branch-free polynomial forms (``_exp_split``), because
   numba without SVML calls scalar libm (5-25 ns an element) in loops that then do not
-  vectorize; these do (sigmoid ~0.7 ns / element in float32, ~2.6 ns in float64).  They
+  vectorize; these do (sigmoid ~0.7 ns / element in float32, ~2.4 ns in float64).  They
   are accurate to a few ulp (tests/test_cpu_backend.py checks the whole range).
 * fastmath only with ``{"nsz", "arcp", "contract", "afn"}`` (never ``"fast"``: NaN and Inf
   keep their IEEE meaning; no ``"reassoc"``, see ``_FM``), and ``error_model="numpy"``

@@ -473,6 +473,9 @@ TABLE = [
      .fit(c.X, c.Y2[:4]), ValueError, "inconsistent numbers of samples"),
     ("sk-unknown-backend", lambda c: sk("MLPRegressor")(backend="gpu").fit(c.X, c.Y2),
      ValueError, "backend must be one of"),
+    ("sk-partial-fit-new-layers", lambda c: _refit_with(c, hidden_layer_sizes=(6, 2)),
+     ValueError, r"the network has layer sizes \(4, 5, 3\) but these data and parameters "
+                 r"need \(4, 6, 2, 3\)"),
     ("cli-unknown-command", lambda c: cli(["train-everything"]), CLIError, "invalid choice"),
     ("cli-unknown-backend", lambda c: cli(["demo", "--backend", "gpu"]), CLIError,
      "argument --backend: invalid choice"),
@@ -487,6 +490,17 @@ def _npy_bytes():
     buf = io.BytesIO()
     np.save(buf, np.arange(5))
     return buf.getvalue()
+
+
+def _refit_with(c, **changes):
+    """partial_fit after set_params changed the architecture of a fitted estimator."""
+    est = sk("MLPClassifier")(hidden_layer_sizes=(5,), max_iter=2, backend=c.backend)
+    est.partial_fit(c.X, c.y, classes=np.unique(c.y))
+    before = est.network_.get_flat_params()
+    try:
+        est.set_params(**changes).partial_fit(c.X, c.y)
+    finally:
+        np.testing.assert_array_equal(est.network_.get_flat_params(), before)
 
 
 def _without_member(c, name):

@@ -234,6 +234,30 @@ class _BaseMLP(BaseEstimator):
             raise AttributeError(f"This {type(self).__name__} instance is not fitted yet")
         return net
 
+    def _follow_params(self):
+        """network_, rebuilt with the same weights when set_params changed `activation`,
+        `dtype` or `backend` since the fit: scikit-learn's forward pass reads `activation`
+        at every call, so predict and a warm-started or partial fit use the current one
+        (fastnn's network fixes its activations, dtype and backend when built).  The
+        optimizer's moments carry on where dtype and backend are unchanged."""
+        old = self.network_
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ValueError(f"The 'activation' parameter of {type(self).__name__} must be one "
+                             f"of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
+        act = ACTIVATIONS[self.activation]
+        dtype, backend = check_dtype(self.dtype), self.backend
+        if (all(layer.activation == act for layer in old.layers[:-1])
+                and old.dtype == dtype and old.backend == backend):
+            return old
+        layers = [Dense(layer.units, act) for layer in old.layers[:-1]] + [old.layers[-1]]
+        net = Network(layers, old.n_inputs, loss=old.loss, dtype=dtype, backend=backend,
+                      seed=0)
+        net.set_params(old.params)
+        if old.dtype == dtype and old.backend == backend:
+            net._opt, net._opt_state = old._opt, old._opt_state
+        self.network_ = net
+        return net
+
     # ------------------------------------------------------------------ building
     def _build(self, hidden, n_features, n_outputs, out_activation, loss):
         """A fresh network with scikit-learn's initialization (first pass of a fit)."""
@@ -288,7 +312,7 @@ class _BaseMLP(BaseEstimator):
         if first_pass:
             self._build(hidden, n_features, Y.shape[1], out_activation, loss)
         else:
-            net = self.network_
+            net = self._follow_params()
             expected = (n_features, *hidden, Y.shape[1])
             if net.sizes != expected:
                 raise ValueError(f"warm_start / partial_fit: the network has layer sizes "
@@ -490,9 +514,10 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------------ predict
     def _forward(self, X):
         check_is_fitted(self)
-        X = _validate_data(self, X, accept_sparse=True, reset=False, dtype=self.network_.dtype)
+        net = self._follow_params()
+        X = _validate_data(self, X, accept_sparse=True, reset=False, dtype=net.dtype)
         X = _dense(X)
-        return self.network_.forward(X)
+        return net.forward(X)
 
     def fit(self, X, y):
         """Fit the model to data matrix X and target(s) y (sample weights: not supported).

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+from fastnn.kernels import allclose as fn_allclose  # noqa: E402
 from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 #: the kernels backend these tests train on (default: fastnn's default, the Numba CPU one)
@@ -182,6 +183,48 @@ def test_convergence_warning():
         with pytest.warns(ConvergenceWarning):
             MLPClassifier(hidden_layer_sizes=(5,), solver=solver, max_iter=2, random_state=0,
                           backend=BACKEND).fit(X, y)
+
+
+def test_activation_changed_after_fit_is_followed_as_sklearn_does():
+    """scikit-learn's forward pass reads `activation` at every call: after
+    set_params(activation=...), predict and partial_fit use the new one with the fitted
+    weights (and the optimizer's velocities carry on).  fastnn rebuilds its network so."""
+    X_train, X_test, y_train, _ = _split(load_iris)
+    sk, ours = _pair(SkMLPClassifier, MLPClassifier, hidden_layer_sizes=(8,), solver="sgd",
+                     random_state=0, learning_rate_init=0.1, momentum=0.9)
+    classes = np.unique(y_train)
+    for est in (sk, ours):
+        est.partial_fit(X_train, y_train, classes=classes)
+        est.set_params(activation="tanh")
+    np.testing.assert_allclose(ours.predict_proba(X_test), sk.predict_proba(X_test), rtol=1e-9)
+    for est in (sk, ours):
+        est.partial_fit(X_train, y_train)
+    _assert_same_params(sk, ours)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-9)
+    assert [layer.activation for layer in ours.network_.layers] == ["tanh", "softmax"]
+    ours.set_params(activation="softplus")
+    with pytest.raises(ValueError, match="'activation' parameter of MLPClassifier"):
+        ours.predict(X_test)
+
+
+def test_dtype_and_backend_changed_after_fit_keep_the_weights():
+    X_train, X_test, y_train, _ = _split(load_iris)
+    est = MLPClassifier(hidden_layer_sizes=(6,), max_iter=20, random_state=0, backend="cpu",
+                        dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X_train, y_train)
+    before = est.predict_proba(X_test)
+    est.set_params(backend="reference")
+    assert fn_allclose(est.predict_proba(X_test), before, "float64")
+    assert est.network_.backend == "reference"
+    est.set_params(dtype="float32")
+    assert fn_allclose(est.predict_proba(X_test), before, "float32")
+    assert est.network_.dtype == np.float32
+    t = est.t_
+    est.partial_fit(X_train, y_train)                  # trains on from those weights, in float32
+    assert est.network_.dtype == np.float32 and est.t_ == t + len(X_train)
+    assert not fn_allclose(est.predict_proba(X_test), before, "float32")
 
 
 def test_partial_fit_matches_sklearn():

@@ -14,6 +14,7 @@ import math
 import numbers
 
 from . import kernels
+from .validation import check_int
 
 
 def _positive(name, value, allow_zero=False, upper=None):
@@ -47,9 +48,7 @@ class _Hyper:
 
 
 def _count(obj, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
+    return check_int(value, name)
 
 
 def _rate(obj, name, value):

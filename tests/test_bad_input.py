@@ -328,7 +328,7 @@ TABLE = [
     ("adam-beta1", lambda c: fn.Adam(beta1=1.5), ValueError, "beta1 must be < 1"),
     ("adam-zero-eps", lambda c: fn.Adam(eps=0.0), ValueError, "eps must be > 0"),
     ("lbfgs-zero-maxiter", lambda c: fn.LBFGS(maxiter=0), ValueError,
-     "maxiter must be a positive int"),
+     "maxiter must be an int >= 1"),
     # a built network's structure and its layers are read-only (the kernels' shapes and
     # codes derive from them: net.sizes[1] = 100 once reached BLAS with a wrong shape)
     ("net-set-sizes", lambda c: setattr(c.net, "sizes", (4, 100, 3)), AttributeError,
@@ -365,8 +365,8 @@ TABLE = [
      "beta2 must be < 1"),
     ("adam-set-nan-lr", lambda c: setattr(fn.Adam(), "lr", nan), ValueError,
      "lr must be a finite number"),
-    ("lbfgs-set-maxfun", lambda c: setattr(fn.LBFGS(), "maxfun", 2.5), ValueError,
-     "maxfun must be a positive int"),
+    ("lbfgs-set-maxfun", lambda c: setattr(fn.LBFGS(), "maxfun", 2.5), TypeError,
+     "maxfun must be an int >= 1"),
     # ------------------------------------------------------------------- parameters
     ("set-params-count", lambda c: c.net.set_params(c.net.params[:1]), ValueError,
      r"params must be a list of 2 \(W, b\) pairs"),

@@ -670,6 +670,21 @@ def _adam_range(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
         theta[i] -= lr_ * (u / c1) / (np.sqrt(v / c2) + ep)
 
 
+def _named(tag):
+    """Give a specialised kernel (a closure made per activation / loss code) a name of its
+    own before it is compiled: numba names its machine-code symbols and cache files after
+    ``__qualname__`` plus a per-process counter, so two specialisations compiled in
+    different processes could carry one symbol name, and when both came back from the
+    on-disk cache into one process, a caller would link to the wrong one (a leaky-ReLU
+    step running the tanh forward)."""
+    def rename(fn):
+        fn.__name__ = f"{fn.__name__}_{tag}"
+        fn.__qualname__ = f"{fn.__qualname__}_{tag}"
+        return fn
+
+    return rename
+
+
 # ------------------------------------------------------------ kernels, per activation
 # Built on first use of a code (_Table below); act / loss are closure constants.
 
@@ -677,6 +692,7 @@ def _make_fwd(act):
     """(serial, parallel) A = g(X @ W + b) for one activation code."""
     if act == IDENTITY:
         @njit(**_SER)
+        @_named(act)
         def fwd_identity(X, W, b, alpha, A):
             for i in range(A.shape[0]):     # A = b, then A += X @ W: no pass after BLAS
                 row = A[i]
@@ -687,6 +703,7 @@ def _make_fwd(act):
         return fwd_identity, fwd_identity
 
     @njit(**_SER)
+    @_named(act)
     def fwd_ser(X, W, b, alpha, A):
         _gemm(X, W, A, False, False, 0.0)
         m = A.shape[0]
@@ -702,6 +719,7 @@ def _make_fwd(act):
             _fwd_softmax_rows(A, b, alpha, 0, m)
 
     @njit(**_PAR)
+    @_named(act)
     def fwd_par(X, W, b, alpha, A):
         _gemm(X, W, A, False, False, 0.0)
         m = A.shape[0]
@@ -727,12 +745,14 @@ def _make_bwd(act):
     """(serial, parallel) dZ_prev = (dZ @ W.T) * g'(A_prev) for one activation code."""
     if act == IDENTITY:
         @njit(**_SER)
+        @_named(act)
         def bwd_identity(dZ, W, A_prev, alpha, dZ_prev):
             _gemm(dZ, W, dZ_prev, False, True, 0.0)
 
         return bwd_identity, bwd_identity
 
     @njit(**_SER)
+    @_named(act)
     def bwd_ser(dZ, W, A_prev, alpha, dZ_prev):
         _gemm(dZ, W, dZ_prev, False, True, 0.0)
         m = dZ_prev.shape[0]
@@ -746,6 +766,7 @@ def _make_bwd(act):
             _bwd_leaky_rows(A_prev, alpha, dZ_prev, 0, m)
 
     @njit(**_PAR)
+    @_named(act)
     def bwd_par(dZ, W, A_prev, alpha, dZ_prev):
         _gemm(dZ, W, dZ_prev, False, True, 0.0)
         m = dZ_prev.shape[0]
@@ -774,6 +795,7 @@ def _make_loss(act, loss):
         2 if (act == SOFTMAX and loss == CROSS_ENTROPY) else 0)
 
     @njit(**_SER)
+    @_named(f"{act}_{loss}")
     def loss_ser(Z, Y, alpha, A, dZ):
         m = Z.shape[0]
         nch = _nchunks(m, 16)
@@ -793,6 +815,7 @@ def _make_loss(act, loss):
         return J / m
 
     @njit(**_PAR)
+    @_named(f"{act}_{loss}")
     def loss_par(Z, Y, alpha, A, dZ):
         m = Z.shape[0]
         nch = _nchunks(m, 16)

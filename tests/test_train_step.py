@@ -254,6 +254,54 @@ def test_compiled_step_is_loaded_from_the_disk_cache_by_a_new_process():
     assert not any("saved" in line for line in second), second
 
 
+def test_specialised_kernels_from_other_processes_do_not_collide_in_the_cache(tmp_path):
+    """Two specialisations compiled in two processes (the same per-process counter) and
+    loaded from a fresh on-disk cache into a third: each caller still runs its own.
+
+    Numba names a closure's symbols after its __qualname__ and a per-process counter; with
+    one qualname for every activation, the tanh forward (process 2) and the leaky-ReLU
+    forward linked into the step (process 1) carried one symbol, and process 3's
+    leaky-ReLU step ran tanh (its cost was the tanh network's)."""
+    import os
+    import subprocess
+    import sys
+
+    data = ("import numpy as np, fastnn as fn\n"
+            "X = np.random.default_rng(0).standard_normal((12, 5)); Y = X[:, :1] ** 2\n"
+            "def leaky(backend):\n"
+            "    return fn.Network([fn.Dense(6, 'leaky_relu'), fn.Dense(1, 'identity')], "
+            "n_inputs=5, seed=3, backend=backend)\n"
+            "def tanh_forward():\n"
+            "    fn.Network([fn.Dense(3, 'tanh'), fn.Dense(1, 'identity')], n_inputs=5, "
+            "seed=3).forward(np.ones((4, 5)))\n")
+    first = data + "net = leaky('cpu'); net.forward(X); net.step(X, Y, fn.SGD(0.05))\n"
+    second = data + "tanh_forward()\n"
+    third = data + ("tanh_forward()\n"
+                    "print(repr(leaky('cpu').step(X, Y, fn.SGD(0.05))))\n"
+                    "print(repr(leaky('reference').step(X, Y, fn.SGD(0.05))))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONHASHSEED="0")
+    for code in (first, second, third):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+    J_cpu, J_ref = (float(v) for v in r.stdout.split())
+    assert abs(J_cpu - J_ref) <= 1e-9 * abs(J_ref), (J_cpu, J_ref)
+
+
+def test_every_specialised_kernel_has_a_name_of_its_own():
+    from fastnn.kernels import cpu_step
+
+    acts = [K.IDENTITY, K.SIGMOID, K.TANH, K.RELU, K.LEAKY_RELU]
+    names = [f.py_func.__qualname__ for a in acts + [K.SOFTMAX] for f in C._FWD[a][:2]]
+    names += [f.py_func.__qualname__ for a in acts for f in C._BWD[a][:2]]
+    names += [f.py_func.__qualname__ for key in (K.SIGMOID * 8 + K.BCE, K.TANH * 8 + K.MAE)
+              for f in C._LOSS[key][:2]]
+    names += [cpu_step._steps()[(a, K.SIGMOID, K.BCE, K.OPT_SGD)].py_func.__qualname__
+              for a in acts]
+    # identity's forward and backward have one variant (listed twice); all others differ
+    assert len(set(names)) == len(names) - 2, sorted(names)
+
+
 def test_cpu_step_module_imports_first():
     """cpu.py imports cpu_step at its end; importing cpu_step first must work too."""
     import subprocess

@@ -465,22 +465,30 @@ class Network:
         """One forward + backward + update on this batch; returns the cost before the update.
 
         A cost that is not finite, or an update that overflows θ, raises
-        fastnn.TrainingDiverged (a FloatingPointError) and leaves θ as it was.
+        fastnn.TrainingDiverged (a FloatingPointError); a step that raises (that, or an
+        optimizer that cannot step, such as LBFGS) leaves θ and the optimizer's state
+        (momentum velocity, Adam moments and t) as they were.
         """
-        from .train import TrainingDiverged
+        from .train import TrainingDiverged, _restore, _snapshot
 
         optimizer = get_optimizer(optimizer)
         l2 = check_real(l2, "l2")
         X, Y = self._device(*self._XY(X, Y))
-        before = self.get_flat_params()
-        J = float(self._step_device(X, Y, optimizer, l2))
+        before = _snapshot(self)
+        try:
+            J = float(self._step_device(X, Y, optimizer, l2))
+        except BaseException:
+            _restore(self, before)
+            raise
         if not np.isfinite(J):
+            _restore(self, before)
             raise TrainingDiverged(f"step: the cost is {J}; no update was applied. Lower the "
                                    "learning rate, scale the inputs, or add l2.")
         if not np.isfinite(self.get_flat_params()).all():
-            self._set_theta(before)  # also drops the optimizer state the update touched
+            _restore(self, before)
             raise TrainingDiverged("step: the update overflowed the parameters to Inf/NaN; "
-                                   "they were restored. Lower the learning rate.")
+                                   "they and the optimizer's state were restored. Lower the "
+                                   "learning rate.")
         return J
 
     def _device(self, *arrays):

@@ -207,7 +207,8 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     history = History()
     net.history = history
     if isinstance(optimizer, LBFGS):
-        return _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks)
+        return _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks,
+                          patience, min_delta, restore_best)
 
     rng = np.random.default_rng(net.seed if seed is None else seed)
     starts = range(0, m, batch_size)
@@ -388,9 +389,10 @@ class _DeferredInterrupt:
         return False
 
 
-def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks):
+def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks,
+               patience=None, min_delta=0.0, restore_best=True):
     """L-BFGS-B over the unrolled θ (float64 for scipy), full batch; one History row per
-    iteration."""
+    iteration.  Early stopping counts iterations as fit counts epochs."""
     from scipy.optimize import minimize
 
     maxiter = epochs
@@ -399,7 +401,8 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     theta0 = net.get_flat_params()
     # last_finite: the last evaluated θ with a finite cost; accepted: the last iterate
     # L-BFGS accepted (θ goes back to it if fit is interrupted mid line search)
-    state = {"last_finite": None, "accepted": theta0, "first_cost": None}
+    state = {"last_finite": None, "accepted": theta0, "first_cost": None,
+             "best": math.inf, "best_theta": None, "wait": 0}
     interrupt = _DeferredInterrupt()
 
     def fun(theta):
@@ -427,7 +430,22 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
         logs["time"] = time.perf_counter() - t0
         history._record(epoch, logs)
         bar.update(logs)
-        if any(bool(cb(epoch, dict(logs))) for cb in callbacks):
+        stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
+        if patience is not None:
+            monitored = logs.get("val_loss", logs["loss"])
+            if monitored < state["best"] - min_delta:
+                state["best"], state["wait"], history.best_epoch = monitored, 0, epoch
+                if restore_best:
+                    state["best_theta"] = intermediate_result.x.copy()
+            else:
+                state["wait"] += 1
+                if state["wait"] >= patience:
+                    history.stopped_early = True
+                    history.stop_reason = (f"no improvement of more than {min_delta} in "
+                                           f"{'val_loss' if val is not None else 'loss'} "
+                                           f"for {patience} iterations")
+                    stop = True
+        if stop:
             raise StopIteration
 
     try:
@@ -437,7 +455,8 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
                               options={"maxiter": maxiter, "maxfun": optimizer.maxfun,
                                        "gtol": optimizer.tol})
         theta = result.x
-        history.stop_reason = str(result.message)
+        if not history.stopped_early:
+            history.stop_reason = str(result.message)
     except BaseException:  # KeyboardInterrupt, a callback's error: θ of the last iterate
         net._write_theta(state["accepted"])
         raise
@@ -451,5 +470,7 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
             "parameters.", history=history, epoch=0, batch=0)
     if not (np.all(np.isfinite(theta)) and np.isfinite(theta.astype(net.dtype)).all()):
         theta = state["last_finite"]  # (finite in float64 is not enough for float32)
+    if state["best_theta"] is not None and history.best_epoch != history.epoch[-1]:
+        theta = state["best_theta"]
     net.set_flat_params(theta)
     return history

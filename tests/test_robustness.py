@@ -191,6 +191,60 @@ def test_step_refuses_to_diverge(backend):
     assert np.isfinite(linear.step(X, y, fn.SGD(0.01)))  # and it still trains
 
 
+def _trained_pair(backend, make_opt):
+    X, y = regression_data()
+    nets = [fn.Network([fn.Dense(4, "tanh"), fn.Dense(1, "identity")], n_inputs=5, loss="mse",
+                       backend=backend, seed=0) for _ in range(2)]
+    opts = [make_opt(), make_opt()]
+    for _ in range(3):
+        for net, opt in zip(nets, opts):
+            net.step(X, y, opt)
+    return X, y, nets, opts
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make_opt", [lambda: fn.SGD(0.01, momentum=0.9), lambda: fn.Adam(0.01)],
+                         ids=["momentum", "adam"])
+def test_a_step_that_raises_keeps_the_optimizer_state(backend, make_opt):
+    """A rejected step (an L-BFGS optimizer, an overflowing update) leaves θ *and* the
+    momentum / Adam state as they were: the next step is the one an untouched twin takes."""
+    X, y, (a, b), (oa, ob) = _trained_pair(backend, make_opt)
+    with pytest.raises(ValueError, match="full-batch"):
+        b.step(X, y, "lbfgs")
+    lr = ob.lr
+    ob.lr = 1e38                      # |lr * grad| overflows float32
+    with pytest.raises(fn.TrainingDiverged, match="update overflowed"):
+        b.step(X * 1e3, y * 1e6, ob)
+    ob.lr = lr
+    for _ in range(2):
+        a.step(X, y, oa)
+        b.step(X, y, ob)
+    np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lbfgs_early_stopping_restores_the_best_iterate(backend):
+    rng = np.random.default_rng(0)
+    X, Xv = rng.standard_normal((40, 5)), rng.standard_normal((40, 5))
+    y, yv = X[:, 0] + 0.3 * rng.standard_normal(40), rng.standard_normal(40)  # yv: noise
+    net = fn.Network([fn.Dense(16, "tanh"), fn.Dense(1, "identity")], n_inputs=5, loss="mse",
+                     backend=backend, seed=0)
+    h = net.fit(X, y, optimizer="lbfgs", epochs=200, early_stopping=3,
+                validation_data=(Xv, yv), progress=False)
+    assert h.stopped_early and "3 iterations" in h.stop_reason
+    assert len(h.epoch) == h.best_epoch + 4          # patience 3 after the best
+    best = min(h["val_loss"])
+    assert h["val_loss"][h.best_epoch] == best
+    np.testing.assert_allclose(net.evaluate(Xv, yv)["loss"], best, rtol=1e-5)
+    # restore_best=False keeps the last iterate
+    net2 = fn.Network([fn.Dense(16, "tanh"), fn.Dense(1, "identity")], n_inputs=5, loss="mse",
+                      backend=backend, seed=0)
+    h2 = net2.fit(X, y, optimizer="lbfgs", epochs=200, early_stopping=3,
+                  validation_data=(Xv, yv), progress=False, restore_best=False)
+    np.testing.assert_allclose(net2.evaluate(Xv, yv)["loss"], h2["val_loss"][-1], rtol=1e-5)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_lbfgs_on_inputs_that_overflow(backend):

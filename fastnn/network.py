@@ -16,6 +16,7 @@ training step allocates nothing once its workspace exists.
 """
 import math
 from collections import OrderedDict
+from threading import get_ident
 
 import numpy as np
 
@@ -169,6 +170,7 @@ class Network:
             kernels.IDENTITY, 0.0)
         self._workspaces = OrderedDict()
         self._ws_last = None    # the workspace used last (the end of _workspaces)
+        self._owner = get_ident()   # the thread whose workspaces those are
         self._step_fns = {}     # optimizer code -> the backend's compiled one-call step
         self._opt = None
         self._opt_state = None
@@ -188,6 +190,10 @@ class Network:
         self._opt_state = None  # optimizer moments belong to the old θ
 
     def _workspace(self, m):
+        if get_ident() != self._owner:
+            # another thread gets buffers of its own, so that threads predicting (or
+            # evaluating) with one network at once never write into each other's
+            return Workspace(self._B, m, self.sizes, self.dtype, self._hidden)
         ws = self._workspaces.get(m)
         if ws is self._ws_last and ws is not None:   # already the most recent: a step's path
             return ws
@@ -344,7 +350,7 @@ class Network:
             self._opt = optimizer
             self._opt_state = optimizer.init_state(self._B, self._n_params, self.dtype)
         ws = self._ws_last
-        if ws is None or ws.m != X.shape[0]:
+        if ws is None or ws.m != X.shape[0] or get_ident() != self._owner:
             ws = self._workspace(X.shape[0])
         args = optimizer.fused_args(self._opt_state) if ws.fused else None
         if args is None:
@@ -519,12 +525,12 @@ class Network:
         """{"loss": J} plus {"accuracy": ...} for classification (exact match per example)."""
         l2 = check_real(l2, "l2")
         Xc, Yc = self._XY(X, Y)
-        result = {"loss": float(self._cost_only(*self._device(Xc, Yc), l2))}
+        J, ws = self._cost(*self._device(Xc, Yc), l2)
+        result = {"loss": float(J)}
         if not np.isfinite(result["loss"]):
             raise self._overflow(f"the cost ({result['loss']})", "X, Y or l2")
         if self.loss in CLASSIFICATION:
-            result["accuracy"] = accuracy(self._B.to_host(self._workspace(Xc.shape[0]).A_out),
-                                          Yc, self.loss)
+            result["accuracy"] = accuracy(self._B.to_host(ws.A_out), Yc, self.loss)
         return result
 
     def fit(self, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0,

@@ -122,9 +122,10 @@ def _validation(net, validation_data):
 
 def _evaluate(net, val):
     Xv, Yv = val
-    logs = {"val_loss": float(net._cost_only(Xv, Yv, 0.0))}
+    J, ws = net._cost(Xv, Yv, 0.0)
+    logs = {"val_loss": float(J)}
     if net.loss in CLASSIFICATION:
-        A = net._B.to_host(net._workspace(Xv.shape[0]).A_out)
+        A = net._B.to_host(ws.A_out)
         logs["val_accuracy"] = accuracy(A, net._B.to_host(Yv), net.loss)
     return logs
 

@@ -617,6 +617,47 @@ def test_four_trainings_in_threads_equal_their_serial_twins(backend):
     assert "threads ok" in run_in_child("_threads_vs_serial", backend)
 
 
+def _one_network_in_threads(backend):
+    """Eight threads predict with and evaluate one trained network at once (two batch
+    sizes); every result equals the one computed alone."""
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((300, 32)), rng.integers(0, 4, 300)
+    net = fn.Network([fn.Dense(48, "relu"), fn.Dense(4, "softmax")], n_inputs=32,
+                     backend=backend, seed=0)
+    net.fit(X, y, epochs=2, progress=False)
+    batches = [X[:64], X[64:300]]
+    want = [(net.predict_proba(b), net.evaluate(b, y[i * 64:i * 64 + len(b)]))
+            for i, b in enumerate(batches)]
+    bad, errors = [], []
+    barrier = threading.Barrier(8)
+
+    def worker(k):
+        try:
+            barrier.wait()
+            for r in range(40):
+                i = (k + r) % 2
+                p = net.predict_proba(batches[i])
+                e = net.evaluate(batches[i], y[i * 64:i * 64 + len(batches[i])])
+                if not (np.array_equal(p, want[i][0]) and e == want[i][1]):
+                    bad.append((k, r))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert not bad, f"{len(bad)} of 320 calls differ from the serial results"
+    print("shared ok")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_predicting_with_one_network_get_the_serial_results(backend):
+    assert "shared ok" in run_in_child("_one_network_in_threads", backend)
+
+
 # ------------------------------------------------------------------------ determinism
 
 @pytest.mark.parametrize("backend", BACKENDS)

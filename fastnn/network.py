@@ -572,15 +572,24 @@ class Network:
         return net
 
     def __getstate__(self):
-        return {"config": self.get_config(), "backend": self.backend,
-                "theta": self.get_flat_params()}
+        """Architecture, θ and the optimizer with its state (host copies), so that a
+        pickled or deep-copied network goes on training exactly where it was."""
+        from .train import _snapshot
+
+        theta, opt, opt_state = _snapshot(self)
+        return {"config": self.get_config(), "backend": self.backend, "theta": theta,
+                "opt": opt, "opt_state": opt_state}
 
     def __setstate__(self, state):
+        from .train import _restore
+
         cfg = state["config"]
         self.__init__([Dense(**c) for c in cfg["layers"]], cfg["n_inputs"], loss=cfg["loss"],
                       dtype=cfg["dtype"], backend=state["backend"], seed=0)
         self.seed = cfg["seed"]
         self.set_flat_params(state["theta"])
+        if state.get("opt") is not None:   # (pickles from before the optimizer was kept)
+            _restore(self, (state["theta"], state["opt"], state["opt_state"]))
 
     def summary(self, print_fn=print):
         """Print (and return) a table of layers, output shapes and parameter counts."""

@@ -241,3 +241,23 @@ def test_a_callback_can_schedule_the_learning_rate(backend):
     one = fitted(1)
     assert fn.kernels.allclose(fitted(3, [freeze]), one)
     assert not fn.kernels.allclose(fitted(3), one)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_a_pickled_network_keeps_its_optimizer_state(backend):
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4)), rng.integers(0, 3, 30)
+    a = fn.Network([fn.Dense(6, "tanh"), fn.Dense(3, "softmax")], n_inputs=4, backend=backend,
+                   seed=1)
+    a.fit(X, y, optimizer=fn.Adam(0.01), epochs=2, batch_size=8, progress=False)
+    for b in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a)):
+        assert b._opt_state["t"] == a._opt_state["t"] > 0
+        for k in ("m1", "m2"):
+            np.testing.assert_array_equal(np.asarray(b._opt_state[k]), np.asarray(a._opt_state[k]))
+    b = pickle.loads(pickle.dumps(a))
+    a.step(X, y, a._opt)
+    b.step(X, y, b._opt)
+    np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())

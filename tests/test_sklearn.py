@@ -312,6 +312,24 @@ def test_regressor_parity_with_sklearn(n_outputs):
 
 # ---------------------------------------------------------------- API details
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_pickled_estimator_resumes_partial_fit_exactly(solver, how):
+    """The copy keeps the optimizer's state (momentum velocity, Adam moments and t), so its
+    next partial_fit is the original's, bit for bit, as with scikit-learn."""
+    import copy
+
+    X, y = load_iris(return_X_y=True)
+    a = MLPClassifier(hidden_layer_sizes=(5,), solver=solver, random_state=0, backend=BACKEND)
+    for _ in range(3):
+        a.partial_fit(X, y, classes=[0, 1, 2])
+    b = pickle.loads(pickle.dumps(a)) if how == "pickle" else copy.deepcopy(a)
+    a.partial_fit(X, y)
+    b.partial_fit(X, y)
+    np.testing.assert_array_equal(b.predict_proba(X), a.predict_proba(X))
+    assert b.loss_curve_ == a.loss_curve_
+
+
 def test_string_labels_pickle_and_grid_search():
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]

@@ -301,22 +301,38 @@ class _BaseMLP(BaseEstimator):
                     beta2=float(self.beta_2), eps=float(self.epsilon))
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, X, y, incremental=False):
-        hidden = self._check_params()
-        first_pass = self.__dict__.get("network_") is None or (
-            not self.warm_start and not incremental)
-        X, Y, y_labels = self._validate_input(X, y, incremental, reset=first_pass)
-        n_samples, n_features = X.shape
-        self._random_state = check_random_state(self.random_state)
-        out_activation, loss = self._output_for(Y)
-        if first_pass:
-            self._build(hidden, n_features, Y.shape[1], out_activation, loss)
-        else:
-            net = self._follow_params()
-            expected = (n_features, *hidden, Y.shape[1])
-            if net.sizes != expected:
-                raise ValueError(f"warm_start / partial_fit: the network has layer sizes "
-                                 f"{net.sizes} but these data and parameters need {expected}")
+    def _fit(self, X, y, incremental=False, saved=None):
+        """Validate, build (or follow) the network, train.  Anything that fails before the
+        training starts (a parameter, the data, the backend) leaves the estimator exactly
+        as it was: its attributes are put back from ``saved`` (taken here when None)."""
+        saved = dict(self.__dict__) if saved is None else saved
+        try:
+            hidden = self._check_params()
+            random_state = self.random_state
+            try:
+                self._random_state = check_random_state(random_state)
+            except ValueError as exc:
+                raise ValueError(f"The 'random_state' parameter of {type(self).__name__} must "
+                                 "be an int in [0, 2**32 - 1], a numpy RandomState or None; got "
+                                 f"{random_state!r}.") from exc
+            first_pass = self.__dict__.get("network_") is None or (
+                not self.warm_start and not incremental)
+            X, Y, y_labels = self._validate_input(X, y, incremental, reset=first_pass)
+            n_samples, n_features = X.shape
+            out_activation, loss = self._output_for(Y)
+            if first_pass:
+                self._build(hidden, n_features, Y.shape[1], out_activation, loss)
+            else:
+                net = self._follow_params()
+                expected = (n_features, *hidden, Y.shape[1])
+                if net.sizes != expected:
+                    raise ValueError(f"warm_start / partial_fit: the network has layer sizes "
+                                     f"{net.sizes} but these data and parameters need "
+                                     f"{expected}")
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
         if self.solver in _STOCHASTIC:
             self._fit_stochastic(X, Y, y_labels, incremental)
         else:
@@ -720,13 +736,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes : every class over all calls (required on the first call, as in
         scikit-learn; not needed for multi-label indicator y).
         """
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        saved = dict(self.__dict__)
+        try:
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self._fit(X, y, incremental=True, saved=saved)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -330,6 +330,46 @@ def test_a_pickled_estimator_resumes_partial_fit_exactly(solver, how):
     assert b.loss_curve_ == a.loss_curve_
 
 
+@pytest.mark.parametrize("bad", [
+    {"random_state": -1}, {"random_state": "a"}, {"alpha": -1.0},
+    {"hidden_layer_sizes": (0,)}, {"backend": "cuda"}])
+@pytest.mark.parametrize("call", ["fit", "partial_fit"])
+def test_a_rejected_fit_leaves_the_estimator_as_it_was(bad, call):
+    """A parameter (or backend) rejected by a refit on other data leaves the fitted
+    estimator's attributes (classes_, n_features_in_, the network) untouched, and one
+    rejected on the very first partial_fit leaves it unfitted."""
+    if bad.get("backend") == "cuda":
+        import fastnn as fn
+
+        if "cuda" in fn.available_backends():
+            pytest.skip("the cuda backend is available here")
+    X, y = load_iris(return_X_y=True)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0, backend=BACKEND)
+    fresh = est.set_params(**bad)
+    with pytest.raises((ValueError, RuntimeError), match=next(iter(bad))
+                       if "backend" not in bad else "cuda"):
+        (fresh.partial_fit(X, y, classes=[0, 1, 2]) if call == "partial_fit"
+         else fresh.fit(X, y))
+    assert not hasattr(fresh, "classes_") and not hasattr(fresh, "network_")
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0, backend=BACKEND)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    before = dict(est.__dict__)
+    proba = est.predict_proba(X)
+    est.set_params(**bad)
+    X2, y2 = np.random.default_rng(0).standard_normal((20, 2)), np.array(["a", "b"] * 10)
+    with pytest.raises((ValueError, RuntimeError)):
+        est.partial_fit(X2, y2) if call == "partial_fit" else est.fit(X2, y2)
+    est.set_params(**{k: before[k] for k in bad})
+    assert est.__dict__.keys() == before.keys()
+    assert all(est.__dict__[k] is before[k] for k in before)
+    np.testing.assert_array_equal(est.predict_proba(X), proba)
+
+
 def test_string_labels_pickle_and_grid_search():
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]

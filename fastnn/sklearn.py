@@ -120,6 +120,10 @@ def _shuffled(sample_idx, random_state):
     return sample_idx[order]
 
 
+class _Diverged(ValueError):
+    """A batch's loss turned non-finite (the step was not applied)."""
+
+
 class _BaseMLP(BaseEstimator):
     """The shared machinery; use MLPClassifier or MLPRegressor."""
 
@@ -454,13 +458,20 @@ class _BaseMLP(BaseEstimator):
                                   ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        except _Diverged as exc:
+            # scikit-learn trains on with non-finite weights until the patience runs out,
+            # then restores the best validation epoch: the same end, reached at once
+            if not (early_stopping and self._best_theta is not None):
+                raise
+            warnings.warn(f"{exc.args[0].split(' The input')[0]}; the parameters of the best "
+                          "validation epoch were restored.", ConvergenceWarning, stacklevel=4)
         if early_stopping and self._best_theta is not None:
             net.set_flat_params(self._best_theta)
             self._best_theta = None
         self._check_finite()
 
     def _diverged(self, J):
-        raise ValueError(
+        raise _Diverged(
             "Solver produced non-finite parameter weights (the loss became "
             f"{J} at epoch {self.n_iter_ + 1}). The input data may contain "
             "large values and need to be preprocessed, or lower "

@@ -370,6 +370,31 @@ def test_a_rejected_fit_leaves_the_estimator_as_it_was(bad, call):
     np.testing.assert_array_equal(est.predict_proba(X), proba)
 
 
+def test_divergence_with_early_stopping_restores_the_best_epoch_as_sklearn_does():
+    """scikit-learn trains on with non-finite weights, then restores the best validation
+    epoch; fastnn stops at the non-finite batch and restores the same epoch (with a
+    warning).  Without early stopping both raise."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 5)
+    y = X @ rng.randn(5) + 0.1 * rng.randn(200)
+    kw = dict(hidden_layer_sizes=(20,), solver="sgd", learning_rate_init=0.5,
+              early_stopping=True, random_state=0, max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = SkMLPRegressor(**kw).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="best validation epoch were restored"):
+        est = MLPRegressor(**kw, backend=BACKEND).fit(X, y)
+    assert est.best_validation_score_ == pytest.approx(sk.best_validation_score_, rel=1e-9)
+    assert est.score(X, y) == pytest.approx(sk.score(X, y), rel=1e-9)
+    worse = dict(kw, early_stopping=False, learning_rate_init=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite"):
+            SkMLPRegressor(**worse).fit(X, y)
+    with pytest.raises(ValueError, match="non-finite"):
+        MLPRegressor(**worse, backend=BACKEND).fit(X, y)
+
+
 def test_string_labels_pickle_and_grid_search():
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]

@@ -91,7 +91,16 @@ class Dense:
         if init == "auto":
             init = "he" if self.activation in ("relu", "leaky_relu") else "glorot"
         if init == "uniform":
-            W = rng.uniform(-self.init_epsilon, self.init_epsilon, (n_in, n_out))
+            eps = self.init_epsilon
+            try:
+                with np.errstate(over="ignore"):
+                    W = rng.uniform(-eps, eps, (n_in, n_out)).astype(dtype)
+            except OverflowError:   # numpy: 2 eps overflows float64
+                W = None
+            if W is None or not np.isfinite(W).all():
+                raise ValueError(f"init_epsilon={eps!r} is too large for "
+                                 f"{np.dtype(dtype).name}: the initial weights overflow")
+            return W
         elif init == "he":
             W = rng.standard_normal((n_in, n_out)) * math.sqrt(2.0 / n_in)
         else:

@@ -18,7 +18,7 @@ def check_dtype(dtype, name="dtype"):
         raise TypeError(f"{name} must be 'float32' or 'float64'; got {dtype!r}") from None
     if dt.name not in FLOAT_DTYPES:
         raise ValueError(f"{name} must be 'float32' or 'float64'; got {dt.name!r}")
-    return dt
+    return np.dtype(dt.name)   # native byte order ('>f8' is float64 here; kernels need it)
 
 
 def check_int(value, name, minimum=1, allow_none=False):

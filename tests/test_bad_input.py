@@ -149,6 +149,12 @@ TABLE = [
      "init must be one of"),
     ("dense-zero-init-epsilon", lambda c: Dense(4, init="uniform", init_epsilon=0), ValueError,
      "init_epsilon must be a positive number"),
+    ("network-init-epsilon-overflows-float32", lambda c: Network(
+        [Dense(3, "tanh", init="uniform", init_epsilon=1e39), Dense(1)], 4), ValueError,
+     "init_epsilon=1e[+]?39 is too large for float32"),
+    ("network-init-epsilon-overflows-float64", lambda c: Network(
+        [Dense(3, "tanh", init="uniform", init_epsilon=1e308), Dense(1)], 4, dtype="float64"),
+     ValueError, "init_epsilon=1e[+]?308 is too large for float64"),
     # ------------------------------------------------------------------- Network
     ("network-no-layers", lambda c: Network([], n_inputs=3), ValueError, "at least one Dense"),
     ("network-layers-not-list", lambda c: Network(Dense(3), n_inputs=3), TypeError,

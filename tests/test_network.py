@@ -261,3 +261,15 @@ def test_a_pickled_network_keeps_its_optimizer_state(backend):
     a.step(X, y, a._opt)
     b.step(X, y, b._opt)
     np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_a_non_native_byte_order_dtype_means_the_native_one(backend, tmp_path):
+    big = ">f8" if np.little_endian else "<f8"
+    net = fn.Network([fn.Dense(3, "tanh"), fn.Dense(1, "identity")], n_inputs=4, dtype=big,
+                     backend=backend, seed=0)
+    assert net.dtype == np.dtype("float64") and net.dtype.isnative
+    X = np.arange(8.0).reshape(2, 4)
+    p = net.predict(X)
+    net.save(tmp_path / "m.fnn")
+    np.testing.assert_array_equal(fn.load(tmp_path / "m.fnn").predict(X), p)

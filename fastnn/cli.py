@@ -301,7 +301,19 @@ def read_features(path, n_inputs, meta, header=None):
         table, names, lines = _read_csv(path, header)
         columns = list(range(table.shape[1]))
         label = meta.get("label")
-        if table.shape[1] == n_inputs + 1:
+        features = meta.get("features")
+        known = ([f for f in features if f in names]
+                 if names is not None and isinstance(features, list)
+                 and len(set(features)) == len(features) else [])
+        if any(names.count(f) > 1 for f in known):  # a repeated name: by position
+            known = []
+        if known and len(known) < len(features):
+            missing = [f for f in features if f not in names]
+            raise InputError(f"{path}: the header names some of the model's feature columns "
+                             f"but not {missing}")
+        if known:  # the header names every feature: take them by name, in the model's order
+            X = _to_float(table, [names.index(f) for f in features], names, path, lines)
+        elif table.shape[1] == n_inputs + 1:
             if names is not None and label in names:
                 drop = names.index(label)
             else:
@@ -310,7 +322,8 @@ def read_features(path, n_inputs, meta, header=None):
             columns.remove(drop % table.shape[1])
         elif names is not None and label in names and table.shape[1] != n_inputs:
             columns.remove(names.index(label))
-        X = _to_float(table, columns, names, path, lines)
+        if not known:
+            X = _to_float(table, columns, names, path, lines)
     if X.shape[1] != n_inputs:
         raise InputError(f"{path}: has {X.shape[1]} feature columns but the model expects "
                          f"{n_inputs}")
@@ -434,6 +447,52 @@ def _fold_standardization(net, mean, scale, y_mean=None, y_scale=None):
     net.set_params(params)
 
 
+#: the most a folded model's outputs may move from the trained network's (probabilities,
+#: or regression targets in units of their standard deviation)
+_FOLD_TOL = 1e-3
+
+
+def _folded(net, mean, scale, y_mean, y_scale, X_raw):
+    """The trained `net` (on standardized inputs) with the standardization folded in.
+
+    Folding shifts the first layer's bias by mean @ W / scale; where the features' means
+    are large against their spread, that cancellation loses float32's precision (e.g. Unix
+    timestamps).  Then the folded float32 outputs would differ from the trained network's,
+    so the float64 fold is returned instead, with a note on stderr."""
+    import numpy as np
+
+    import fastnn as fn
+
+    ref = net.forward((X_raw - mean) / scale)
+    params = [(W.copy(), b.copy()) for W, b in net.params]
+    unit = 1.0 if y_mean is None else y_scale
+    if y_mean is not None:
+        ref = ref * y_scale + y_mean
+
+    def moved(candidate):
+        with np.errstate(all="ignore"):
+            try:
+                out = candidate.forward(X_raw)
+            except ValueError:  # the folded outputs overflow
+                return np.inf
+            return float(np.max(np.abs(out - ref))) / unit if out.size else 0.0
+
+    _fold_standardization(net, mean, scale, y_mean, y_scale)
+    error = moved(net)
+    if error <= _FOLD_TOL or net.dtype == np.float64:
+        return net
+    cfg = net.get_config()
+    wide = fn.Network([fn.Dense(**c) for c in cfg["layers"]], cfg["n_inputs"], loss=cfg["loss"],
+                      dtype="float64", backend=net.backend, seed=0)
+    wide.seed = net.seed
+    wide.set_params(params)
+    _fold_standardization(wide, mean, scale, y_mean, y_scale)
+    print(f"fastnn train: the model is saved in float64: folding the standardization into "
+          f"float32 weights would move its outputs by {error:.3g} (the features' means are "
+          "large against their spread)", file=sys.stderr)
+    return wide
+
+
 def _check_writable(path, what):
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
@@ -469,8 +528,13 @@ def _train(args):
     X_train, y_train = X[train], targets[train]
     mean = scale = y_mean = y_scale = None
     if args.standardize:
-        mean = X_train.mean(axis=0)
-        scale = X_train.std(axis=0)
+        with np.errstate(all="ignore"):
+            mean = X_train.mean(axis=0)
+            scale = X_train.std(axis=0)
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise InputError(f"{args.data}: feature values too large to standardize (their "
+                             "mean or standard deviation overflows float64); scale them, or "
+                             "use --no-standardize")
         scale[scale == 0] = 1.0
         if classes is None:
             y_mean, y_scale = float(y_train.mean()), float(y_train.std()) or 1.0
@@ -512,7 +576,7 @@ def _train(args):
                       seed=args.seed)
     seconds = time.perf_counter() - t0
     if mean is not None:
-        _fold_standardization(net, mean, scale, y_mean, y_scale)
+        net = _folded(net, mean, scale, y_mean, y_scale, X[train[:2048]])
     meta = {"label": label_name, "label_index": label_index, "features": feature_names,
             "classes": classes, "task": "classification" if classes is not None else
             "regression", "x_key": args.x_key, "trained_on": os.path.basename(args.data)}
@@ -779,8 +843,14 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    from fastnn import get_backend
     from fastnn.train import TrainingDiverged
 
+    if getattr(args, "backend", None) is not None:
+        try:
+            get_backend(args.backend)
+        except RuntimeError as exc:  # e.g. cuda without a usable GPU
+            return _error(exc)
     try:
         return args.func(args)
     except InputError as exc:

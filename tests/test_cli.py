@@ -170,12 +170,17 @@ def _bad_inputs(tmp_path, iris_csv):
         "missing model": (["predict", "-m", tmp_path / "no.fnn", "-i", iris_csv], "no such"),
         "bad layers": (["train", iris_csv, "--layers", "16,x"], "--layers"),
         "unknown command": (["frobnicate"], "invalid choice"),
+        "features that overflow": (["train", write_csv(
+            tmp_path / "huge.csv", [[repr((i + 1) * 1e306), str(i % 2)] for i in range(20)],
+            ["a", "y"])], "too large to standardize"),
+        "unusable backend": (["train", iris_csv, "--backend", "nope-gpu"], "nope-gpu"),
     }
 
 
 CASES = ["non-numeric", "ragged", "missing label column", "label index out of range",
          "missing file", "empty file", "npz without X/y", "text labels for regression",
-         "bad model file", "missing model", "bad layers", "unknown command"]
+         "bad model file", "missing model", "bad layers", "unknown command",
+         "features that overflow", "unusable backend"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -203,6 +208,59 @@ def test_bad_predict_input(tmp_path, iris_csv, capsys):
     for path, expected in ((wrong, "expects 4"), (nonnum, "'x' is not a number")):
         code, _, err = run(["predict", "-m", model, "-i", path], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+def test_cuda_without_a_gpu_is_one_line(iris_csv, tmp_path, capsys):
+    if "cuda" in fn.available_backends():
+        pytest.skip("the cuda backend is available here")
+    for argv in (["train", iris_csv, "--quiet"], ["predict", "-m", tmp_path / "m.fnn", "-i",
+                                                   iris_csv]):
+        code, _, err = run(argv + ["--backend", "cuda"], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "cuda" in err and "Traceback" not in err
+
+
+def test_predict_takes_header_columns_by_name(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 3))
+    y = (X @ [1.0, 2.0, -1.0] > 0).astype(int)
+    train = write_csv(tmp_path / "abc.csv", [[*map(repr, r.tolist()), t] for r, t in zip(X, y)],
+                      ["a", "b", "c", "label"])
+    model = tmp_path / "m.fnn"
+    assert run(["train", train, "-o", model, *TRAIN], capsys)[0] == 0
+    code, want, _ = run(["predict", "-m", model, "-i", train, "--proba"], capsys)
+    assert code == 0
+    shuffled = write_csv(tmp_path / "cba.csv",
+                         [[t, *map(repr, r[::-1].tolist())] for r, t in zip(X, y)],
+                         ["label", "c", "b", "a"])
+    code, got, _ = run(["predict", "-m", model, "-i", shuffled, "--proba"], capsys)
+    assert code == 0 and got == want
+    partial = write_csv(tmp_path / "ab.csv", [list(map(repr, r[:2].tolist())) for r in X],
+                        ["a", "b"])
+    code, _, err = run(["predict", "-m", model, "-i", partial], capsys)
+    assert code == 2 and "not ['c']" in err
+
+
+def test_standardization_that_float32_cannot_hold_is_saved_in_float64(tmp_path, capsys):
+    """Timestamps: the means are 1e9 times the spread; folded into float32 weights the
+    model would predict one class for every row."""
+    rng = np.random.default_rng(0)
+    t = 1.6e12 + 1000 * rng.standard_normal(400)
+    data = write_csv(tmp_path / "ts.csv", [[repr(float(v)), int(v > 1.6e12)] for v in t],
+                     ["t", "label"])
+    model, pred = tmp_path / "ts.fnn", tmp_path / "pred.csv"
+    code, _, err = run(["train", data, "-o", model, "--epochs", "30", "--quiet",
+                        "--backend", BACKEND], capsys)
+    assert code == 0 and "saved in float64" in err
+    assert fn.load(model).dtype == np.float64
+    assert run(["predict", "-m", model, "-i", data, "-o", pred], capsys)[0] == 0
+    _, got = read_column(pred)
+    assert np.mean(np.array(got, dtype=int) == (t > 1.6e12)) > 0.95
+    # ordinary features keep float32
+    X, y = _iris()
+    iris = write_csv(tmp_path / "iris.csv", [[*map(str, x), c] for x, c in zip(X, y)])
+    code, _, err = run(["train", iris, "-o", model, *TRAIN], capsys)
+    assert code == 0 and "float64" not in err and fn.load(model).dtype == np.float32
 
 
 def test_subprocess_bad_csv_no_traceback(tmp_path):

@@ -735,7 +735,8 @@ def build_parser():
     demo.add_argument("--epochs", type=int, default=30, help="epochs to train (default 30)")
     demo.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"],
                       help="kernels backend (default cpu)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_number(int, lambda v: v >= 0, ">= 0"), default=0,
+                      help="random seed (default 0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 
@@ -792,7 +793,8 @@ def build_parser():
     opt.add_argument("--early-stopping", type=_positive(int), default=None, metavar="PATIENCE",
                      help="stop when the validation loss has not improved for PATIENCE epochs "
                           "and keep the best epoch's weights")
-    opt.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    opt.add_argument("--seed", type=_number(int, lambda v: v >= 0, ">= 0"), default=0,
+                      help="random seed (default 0)")
     out = train.add_argument_group("output")
     out.add_argument("--output", "-o", default="model.fnn", metavar="PATH",
                      help="where to save the model (default model.fnn)")

@@ -11,6 +11,10 @@ from .validation import check_int, check_real
 
 def numerical_gradient(net, X, Y, l2=0.0, eps=1e-4, indices=None):
     """Two-sided difference quotients of net.cost for θ's entries (all, or `indices`), float64."""
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a fastnn.Network; got {type(net).__name__}")
     eps = check_real(eps, "eps", minimum=0.0, allow_equal=False)
     l2 = check_real(l2, "l2")
     X, Y = net._device(*net._XY(X, Y))
@@ -42,6 +46,8 @@ def _check_indices(indices, n):
         idx = np.asarray(indices)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"indices must be a 1-D array of ints ({exc})") from None
+    if idx.size == 0 and idx.ndim == 1:   # [] is float64 to NumPy: no entries, no type
+        return np.empty(0, np.int64)
     if idx.dtype.kind not in "iu" or idx.ndim != 1:
         raise TypeError(f"indices must be a 1-D array of ints; got dtype {idx.dtype}, "
                         f"shape {idx.shape}") if idx.dtype.kind not in "iu" else \
@@ -58,7 +64,12 @@ def gradcheck(net, X, Y, l2=0.0, eps=1e-4, max_params=None, seed=0):
     max_params: check only a random subset of that many parameters (large networks).
     Use float64 networks: float32 cannot resolve a difference quotient to 1e-7.
     """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a fastnn.Network; got {type(net).__name__}")
     l2 = check_real(l2, "l2")
+    seed = check_int(seed, "seed", minimum=0)
     analytic = np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in
                                net.gradients(X, Y, l2)]).astype(np.float64)
     indices = None

@@ -258,7 +258,7 @@ class Network:
             theta = np.asarray(theta)
         except (ValueError, TypeError) as exc:  # ragged nested lists
             raise ValueError(f"theta must be a 1-D float array ({exc})") from None
-        if theta.dtype.kind not in "fiu":
+        if theta.dtype.kind != "f":   # as set_params: a float dtype
             raise TypeError(f"theta must be a float array; got dtype {theta.dtype}")
         if theta.ndim != 1 or theta.shape[0] != self._n_params:
             raise ValueError(f"theta must have shape ({self._n_params},); got {theta.shape}")

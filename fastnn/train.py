@@ -280,7 +280,7 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                 if not np.isfinite(end[0]).all():  # the epoch's last update overflowed θ
                     _diverged(net, history, epoch, len(starts), None, replay)
                 snapshot = end
-                logs = {"loss": total / m}
+                logs = {"loss": float(total / m)}
                 if val is not None:
                     logs.update(_evaluate(net, val))
                 logs["time"] = time.perf_counter() - t0

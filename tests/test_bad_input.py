@@ -403,6 +403,8 @@ TABLE = [
      "theta contains NaN or Inf"),
     ("set-flat-overflow-float32", lambda c: c.net.set_flat_params(np.full(43, -1e39)),
      ValueError, "theta has values too large for float32"),
+    ("set-flat-int", lambda c: c.net.set_flat_params(np.zeros(43, np.int64)), TypeError,
+     "theta must be a float array; got dtype int64"),
     # ------------------------------------------------------------------- gradcheck
     ("gradcheck-zero-eps", lambda c: fn.gradcheck(c.net, c.X, c.y, eps=0.0), ValueError,
      "eps must be > 0"),
@@ -413,6 +415,14 @@ TABLE = [
      ValueError, r"indices must lie in \[0, 43\)"),
     ("numgrad-float-indices", lambda c: fn.numerical_gradient(c.net, c.X, c.y, indices=[0.5]),
      TypeError, "indices must be a 1-D array of ints"),
+    ("gradcheck-net-none", lambda c: fn.gradcheck(None, c.X, c.y), TypeError,
+     "net must be a fastnn.Network; got NoneType"),
+    ("gradcheck-negative-seed", lambda c: fn.gradcheck(c.net, c.X, c.y, max_params=3, seed=-1),
+     ValueError, "seed must be an int >= 0"),
+    ("gradcheck-str-seed", lambda c: fn.gradcheck(c.net, c.X, c.y, max_params=3, seed="a"),
+     TypeError, "seed must be an int >= 0"),
+    ("numgrad-net-str", lambda c: fn.numerical_gradient("net", c.X, c.y), TypeError,
+     "net must be a fastnn.Network; got str"),
     ("set-num-threads-zero", lambda c: fn.set_num_threads(0), ValueError, "n must be between 1"),
     # ------------------------------------------------------------------- save / load
     ("load-missing", lambda c: fn.load(os.path.join(c.tmp, "missing.fnn")), FileNotFoundError,

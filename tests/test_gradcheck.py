@@ -71,3 +71,10 @@ def test_numerical_gradient_matches_cost_slope():
     net.set_flat_params(theta)
     down = net.cost(X, Y)
     assert abs((up - down) / 2e-6 - g[0]) < 1e-6
+
+
+def test_numerical_gradient_of_no_entries_is_empty():
+    net = fn.Network([fn.Dense(2, "tanh"), fn.Dense(1, "sigmoid")], n_inputs=3, dtype="float64",
+                     seed=0)
+    X, y = np.ones((4, 3)), np.array([0, 1, 0, 1])
+    assert fn.numerical_gradient(net, X, y, indices=[]).shape == (0,)

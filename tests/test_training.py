@@ -112,3 +112,12 @@ def test_divergence_is_caught_with_last_finite_params():
     assert np.isfinite(net.get_flat_params()).all()
     assert info.value.history is net.history
     assert all(np.isfinite(info.value.history.loss))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_history_holds_python_floats(backend):
+    net = fn.Network([fn.Dense(3, "tanh"), fn.Dense(1, "sigmoid")], n_inputs=2, backend=backend)
+    X, y = np.ones((8, 2)), np.array([0, 1] * 4)
+    h = net.fit(X, y, epochs=2, progress=False, validation_data=(X, y))
+    for key in ("loss", "val_loss", "val_accuracy", "time"):
+        assert all(type(v) is float for v in h[key]), (key, h[key])

@@ -16,7 +16,7 @@ training step allocates nothing once its workspace exists.
 """
 import math
 from collections import OrderedDict
-from threading import get_ident
+from threading import get_ident, local
 
 import numpy as np
 
@@ -171,6 +171,7 @@ class Network:
         self._workspaces = OrderedDict()
         self._ws_last = None    # the workspace used last (the end of _workspaces)
         self._owner = get_ident()   # the thread whose workspaces those are
+        self._local = local()       # every other thread's own workspaces (_thread_workspace)
         self._step_fns = {}     # optimizer code -> the backend's compiled one-call step
         self._opt = None
         self._opt_state = None
@@ -191,9 +192,7 @@ class Network:
 
     def _workspace(self, m):
         if get_ident() != self._owner:
-            # another thread gets buffers of its own, so that threads predicting (or
-            # evaluating) with one network at once never write into each other's
-            return Workspace(self._B, m, self.sizes, self.dtype, self._hidden)
+            return self._thread_workspace(m)
         ws = self._workspaces.get(m)
         if ws is self._ws_last and ws is not None:   # already the most recent: a step's path
             return ws
@@ -205,6 +204,22 @@ class Network:
         else:
             self._workspaces.move_to_end(m)
         self._ws_last = ws
+        return ws
+
+    def _thread_workspace(self, m):
+        """The workspace for m rows of a thread other than the owner: each thread keeps
+        its own (in a threading.local, freed with the thread), so that threads predicting
+        or evaluating with one network at once never write into each other's buffers."""
+        cache = getattr(self._local, "workspaces", None)
+        if cache is None:
+            cache = self._local.workspaces = OrderedDict()
+        ws = cache.get(m)
+        if ws is None:
+            ws = cache[m] = Workspace(self._B, m, self.sizes, self.dtype, self._hidden)
+            while len(cache) > _MAX_WORKSPACES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(m)
         return ws
 
     # ------------------------------------------------------------------ parameters

@@ -273,3 +273,34 @@ def test_a_non_native_byte_order_dtype_means_the_native_one(backend, tmp_path):
     p = net.predict(X)
     net.save(tmp_path / "m.fnn")
     np.testing.assert_array_equal(fn.load(tmp_path / "m.fnn").predict(X), p)
+
+
+def test_a_thread_other_than_the_builder_trains_with_workspaces_of_its_own():
+    """Built in one thread, trained in another: the same bits as training in the builder's
+    thread, with the other thread's workspaces kept (not made again every step) and apart
+    from the builder's."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+
+    def make():
+        return fn.Network([fn.Dense(6, "relu"), fn.Dense(3, "softmax")], n_inputs=4, seed=2)
+
+    here = make()
+    here.fit(X, y, optimizer=fn.SGD(0.1, momentum=0.9), epochs=3, batch_size=8, progress=False)
+    there, seen = make(), {}
+    mine = there._workspace(8)
+
+    def work():
+        there.fit(X, y, optimizer=fn.SGD(0.1, momentum=0.9), epochs=3, batch_size=8,
+                  progress=False)
+        ws = there._workspace(8)
+        seen["kept"] = ws is there._workspace(8)
+        seen["apart"] = ws is not mine
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen == {"kept": True, "apart": True}
+    np.testing.assert_array_equal(there.get_flat_params(), here.get_flat_params())

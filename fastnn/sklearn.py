@@ -531,7 +531,8 @@ class _BaseMLP(BaseEstimator):
             return np.nan
         if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
-        return self._score_function(y_val, y_pred)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge predictions: a -inf / NaN score
+            return self._score_function(y_val, y_pred)
 
     def _check_finite(self):
         if not np.isfinite(self.network_.get_flat_params()).all():

@@ -206,6 +206,12 @@ class Network:
         self._ws_last = ws
         return ws
 
+    @property
+    def optimizer(self):
+        """The optimizer of the last step or fit (None before the first), whose state
+        (momentum velocity, Adam moments and t) carries on when it is passed again."""
+        return self._opt
+
     def _thread_workspace(self, m):
         """The workspace for m rows of a thread other than the owner: each thread keeps
         its own (in a threading.local, freed with the thread), so that threads predicting

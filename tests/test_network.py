@@ -258,9 +258,11 @@ def test_a_pickled_network_keeps_its_optimizer_state(backend):
         for k in ("m1", "m2"):
             np.testing.assert_array_equal(np.asarray(b._opt_state[k]), np.asarray(a._opt_state[k]))
     b = pickle.loads(pickle.dumps(a))
-    a.step(X, y, a._opt)
-    b.step(X, y, b._opt)
+    assert isinstance(b.optimizer, fn.Adam) and b.optimizer is not a.optimizer
+    a.step(X, y, a.optimizer)
+    b.step(X, y, b.optimizer)
     np.testing.assert_array_equal(b.get_flat_params(), a.get_flat_params())
+    assert fn.Network([fn.Dense(1)], n_inputs=2).optimizer is None
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])

@@ -29,11 +29,13 @@ Design:
 * fastmath only with ``{"nsz", "arcp", "contract", "afn"}`` (never ``"fast"``: NaN and Inf
   keep their IEEE meaning; no ``"reassoc"``, see ``_FM``), and ``error_model="numpy"``
   (no division-by-zero branches, so loops vectorize).
-* Deterministic, bitwise, across calls, thread counts and processes (cold or warm cache):
-  no ``prange`` reductions; sums run over chunks fixed by the shape alone and add the
-  partial sums in chunk order, the serial variant over the same chunks; no fastmath flag
-  that lets two compiled copies of the same code round differently (``_FM``, ``_LOOP``,
-  ``_SCALAR``).
+* Deterministic, bitwise, across calls and processes (cold or warm cache), and across
+  thread counts for everything but the BLAS products (OpenBLAS splits a float32 product
+  differently with its thread count, changing the last bits; float64 agreed in every shape
+  tried): no ``prange`` reductions; sums run over chunks fixed by the shape alone and add
+  the partial sums in chunk order, the serial variant over the same chunks; no fastmath
+  flag that lets two compiled copies of the same code round differently (``_FM``,
+  ``_LOOP``, ``_SCALAR``).
 * Loops run over views starting at index 0 (``_flat``, slices): a loop from a runtime
   offset keeps numba's negative-index wraparound in its body and does not vectorize.
 """
@@ -135,7 +137,9 @@ def _exp_split(x):
     """For x <= 0 or NaN: (s, q), exp(x) = s (1 + q), s = 2**n, q = expm1(r), |r| <= ln2/2.
 
     Branch-free, so loops calling it vectorize.  x below -87 (float32) / -708 (float64) is
-    clamped there (exp < 2e-38 / 3e-308 instead of a subnormal or 0); NaN stays NaN.
+    clamped there: exp gives exp(-87) = 1.6e-38 / exp(-708) = 3.3e-308 for every such x, so
+    results below that (the smallest normal numbers, subnormals, 0) come out as that value
+    (an absolute error under 2e-38 / 3.3e-308); NaN stays NaN.
     Taylor polynomials of degree 7 / 13 (truncation < 1e-8 / 1e-17 relative).
     """
 
@@ -581,15 +585,34 @@ def _loss_generic_rows(Z, Y, act, alpha, loss, A, dZ, r0, r1, buf):
     return J
 
 
+#: the most float32 rows _colsum adds in float32 (more: in float64)
+_COLSUM_F32_ROWS = 256
+
+
 @njit(**_LOOP)
 def _colsum(D, db, j0, j1):
-    """db[j0:j1] = D[:, j0:j1].sum(0), rows added in order (as NumPy's sum(axis=0) does)."""
+    """db[j0:j1] = D[:, j0:j1].sum(0), rows added in order.
+
+    float32 with more than _COLSUM_F32_ROWS rows sums in float64, rounded once at the end:
+    a float32 running sum of m nearly equal terms drifts by up to ~m eps (0.1% at 100k
+    rows, where dZ = c/m); below it the float32 sum's error stays under 1.6e-5 relative
+    and the step allocates nothing."""
     out = db[j0:j1]
-    for j in range(out.shape[0]):
+    n = out.shape[0]
+    if D.itemsize == 4 and D.shape[0] > _COLSUM_F32_ROWS:
+        acc = np.zeros(n, np.float64)
+        for i in range(D.shape[0]):
+            row = D[i, j0:j1]
+            for j in range(n):
+                acc[j] += row[j]
+        for j in range(n):
+            out[j] = acc[j]
+        return
+    for j in range(n):
         out[j] = _like(0.0, db)
     for i in range(D.shape[0]):
         row = D[i, j0:j1]
-        for j in range(out.shape[0]):
+        for j in range(n):
             out[j] += row[j]
 
 
@@ -944,7 +967,8 @@ def _adam_par(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
 # stalls).  In isolation the parallel variants do win (e.g. Adam on 2.1M params: 1184 ->
 # 471 us, sigmoid-BCE loss on 50K entries: 361 -> 205 us), so they are kept, tested, and
 # used only for outputs so large (16M entries) that the contention cannot dominate.  On a
-# machine with many cores, lower these (the parallel variants stay deterministic).
+# machine with many cores, lower these before the first kernel call (each table entry reads
+# its threshold when it is built; the parallel variants stay deterministic).
 
 _PAR_MIN = 1 << 24
 _FWD_PAR_MIN = {IDENTITY: 0, SIGMOID: _PAR_MIN, TANH: _PAR_MIN, RELU: _PAR_MIN,

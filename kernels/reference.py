@@ -116,7 +116,7 @@ def accumulate_delta(A_prev, dZ, W, l2, dW, db):
     dW[...] = A_prev.T @ dZ
     if l2 != 0.0:
         dW += (l2 / m) * W
-    db[...] = dZ.sum(axis=0)
+    db[...] = dZ.sum(axis=0, dtype=np.float64)   # float32: no drift over many rows
 
 
 def sum_squares(W):

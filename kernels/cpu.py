@@ -595,8 +595,8 @@ def _colsum(D, db, j0, j1):
 
     float32 with more than _COLSUM_F32_ROWS rows sums in float64, rounded once at the end:
     a float32 running sum of m nearly equal terms drifts by up to ~m eps (0.1% at 100k
-    rows, where dZ = c/m); below it the float32 sum's error stays under 1.6e-5 relative
-    and the step allocates nothing."""
+    rows, where dZ = c/m); below it the float32 sum's error stays under 1.6e-5 of the sum
+    of the terms' magnitudes, and the step allocates nothing."""
     out = db[j0:j1]
     n = out.shape[0]
     if D.itemsize == 4 and D.shape[0] > _COLSUM_F32_ROWS:

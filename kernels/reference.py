@@ -116,7 +116,9 @@ def accumulate_delta(A_prev, dZ, W, l2, dW, db):
     dW[...] = A_prev.T @ dZ
     if l2 != 0.0:
         dW += (l2 / m) * W
-    db[...] = dZ.sum(axis=0, dtype=np.float64)   # float32: no drift over many rows
+    # float32 over many rows: a float64 sum, as the cpu kernel's (no drift); few rows: the
+    # plain float32 sum (2.5x faster: this backend is also the plain-NumPy benchmark peer)
+    db[...] = dZ.sum(axis=0, dtype=np.float64 if m > 256 else None)
 
 
 def sum_squares(W):

@@ -11,10 +11,7 @@ from .validation import check_int, check_real
 
 def numerical_gradient(net, X, Y, l2=0.0, eps=1e-4, indices=None):
     """Two-sided difference quotients of net.cost for θ's entries (all, or `indices`), float64."""
-    from .network import Network
-
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a fastnn.Network; got {type(net).__name__}")
+    _check_net(net)
     eps = check_real(eps, "eps", minimum=0.0, allow_equal=False)
     l2 = check_real(l2, "l2")
     X, Y = net._device(*net._XY(X, Y))
@@ -38,6 +35,13 @@ def numerical_gradient(net, X, Y, l2=0.0, eps=1e-4, indices=None):
         raise ValueError("the numerical gradient is not finite (Inf or NaN): the values of X, Y "
                          "or l2 are too large for this network's dtype, or eps is too large")
     return grad
+
+
+def _check_net(net):
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a fastnn.Network; got {type(net).__name__}")
 
 
 def _check_indices(indices, n):
@@ -64,10 +68,7 @@ def gradcheck(net, X, Y, l2=0.0, eps=1e-4, max_params=None, seed=0):
     max_params: check only a random subset of that many parameters (large networks).
     Use float64 networks: float32 cannot resolve a difference quotient to 1e-7.
     """
-    from .network import Network
-
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a fastnn.Network; got {type(net).__name__}")
+    _check_net(net)
     l2 = check_real(l2, "l2")
     seed = check_int(seed, "seed", minimum=0)
     analytic = np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in

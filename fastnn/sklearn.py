@@ -60,6 +60,7 @@ Differences (all documented)
 * The regressor also accepts ``loss="absolute_error"`` (fastnn's MAE); ``"poisson"`` is not
   supported.
 """
+import contextlib
 import numbers
 import warnings
 
@@ -305,12 +306,23 @@ class _BaseMLP(BaseEstimator):
                     beta2=float(self.beta_2), eps=float(self.epsilon))
 
     # ------------------------------------------------------------------ fit
+    @contextlib.contextmanager
+    def _unchanged_on_error(self, saved=None):
+        """Put every attribute back as it was (``saved``, a copy of ``__dict__``, or the
+        one taken on entry) if the block raises."""
+        saved = dict(self.__dict__) if saved is None else saved
+        try:
+            yield saved
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
     def _fit(self, X, y, incremental=False, saved=None):
         """Validate, build (or follow) the network, train.  Anything that fails before the
         training starts (a parameter, the data, the backend) leaves the estimator exactly
         as it was: its attributes are put back from ``saved`` (taken here when None)."""
-        saved = dict(self.__dict__) if saved is None else saved
-        try:
+        with self._unchanged_on_error(saved):
             hidden = self._check_params()
             random_state = self.random_state
             try:
@@ -333,10 +345,6 @@ class _BaseMLP(BaseEstimator):
                     raise ValueError(f"warm_start / partial_fit: the network has layer sizes "
                                      f"{net.sizes} but these data and parameters need "
                                      f"{expected}")
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
         if self.solver in _STOCHASTIC:
             self._fit_stochastic(X, Y, y_labels, incremental)
         else:
@@ -748,18 +756,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes : every class over all calls (required on the first call, as in
         scikit-learn; not needed for multi-label indicator y).
         """
-        saved = dict(self.__dict__)
-        try:
+        with self._unchanged_on_error() as saved:
             if _check_partial_fit_first_call(self, classes):
                 self._label_binarizer = LabelBinarizer()
                 if type_of_target(y).startswith("multilabel"):
                     self._label_binarizer.fit(y)
                 else:
                     self._label_binarizer.fit(classes)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
         return self._fit(X, y, incremental=True, saved=saved)
 
     def __sklearn_tags__(self):

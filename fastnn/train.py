@@ -138,6 +138,43 @@ def _patience(early_stopping):
     return check_int(early_stopping, "early_stopping (patience)", minimum=1)
 
 
+class _EarlyStop:
+    """The patience rule of fit's epochs and of L-BFGS's iterations: the monitored loss
+    (val_loss if there is validation data, else loss) must improve on the best by more
+    than min_delta at least once every `patience` rounds; the best round's θ is kept (a
+    host copy) when restore_best."""
+
+    def __init__(self, patience, min_delta, restore_best, unit):
+        self.patience, self.min_delta, self.restore_best, self.unit = (
+            patience, min_delta, restore_best, unit)
+        self.best, self.wait, self.theta = math.inf, 0, None
+
+    def stop(self, epoch, logs, history, theta):
+        """Record round `epoch` (theta(): its θ); True when the patience has run out."""
+        if self.patience is None:
+            return False
+        monitored = logs.get("val_loss", logs["loss"])
+        if monitored < self.best - self.min_delta:
+            self.best, self.wait, history.best_epoch = monitored, 0, epoch
+            if self.restore_best:
+                self.theta = theta()
+            return False
+        self.wait += 1
+        if self.wait < self.patience:
+            return False
+        history.stopped_early = True
+        history.stop_reason = (f"no improvement of more than {self.min_delta} in "
+                               f"{'val_loss' if 'val_loss' in logs else 'loss'} "
+                               f"for {self.patience} {self.unit}")
+        return True
+
+    def best_theta(self, history):
+        """The best round's θ when it is not the last one's, else None."""
+        if self.theta is not None and history.epoch and history.best_epoch != history.epoch[-1]:
+            return self.theta
+        return None
+
+
 class _Progress:
     def __init__(self, enabled, total, desc):
         self.bar = None
@@ -209,7 +246,7 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     net.history = history
     if isinstance(optimizer, LBFGS):
         return _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks,
-                          patience, min_delta, restore_best)
+                          _EarlyStop(patience, min_delta, restore_best, "iterations"))
 
     rng = np.random.default_rng(net.seed if seed is None else seed)
     starts = range(0, m, batch_size)
@@ -219,7 +256,7 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     Xu, Yu = net._device(X, Y) if fused else (None, None)
     losses = np.empty((len(starts), 2))
     copies = []  # the buffers of the shuffled (X, Y), made when first needed
-    best, best_theta, wait = math.inf, None, 0
+    early = _EarlyStop(patience, min_delta, restore_best, "epochs")
     bar = _Progress(progress, epochs, "fit")
     t0 = time.perf_counter()
     # θ and the optimizer state at the start of the epoch (host copies): the replay point
@@ -287,25 +324,13 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                 history._record(epoch, logs)
                 bar.update(logs)
                 stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
-                if patience is not None:
-                    monitored = logs.get("val_loss", logs["loss"])
-                    if monitored < best - min_delta:
-                        best, wait, history.best_epoch = monitored, 0, epoch
-                        if restore_best:
-                            best_theta = net.get_flat_params()
-                    else:
-                        wait += 1
-                        if wait >= patience:
-                            history.stopped_early = True
-                            history.stop_reason = (f"no improvement of more than {min_delta} in "
-                                                   f"{'val_loss' if val is not None else 'loss'} "
-                                                   f"for {patience} epochs")
-                            stop = True
+                stop = early.stop(epoch, logs, history, net.get_flat_params) or stop
                 if stop:
                     break
     finally:
         bar.close()
-    if best_theta is not None and history.epoch and history.best_epoch != history.epoch[-1]:
+    best_theta = early.best_theta(history)
+    if best_theta is not None:
         net.set_flat_params(best_theta)
     return history
 
@@ -391,7 +416,7 @@ class _DeferredInterrupt:
 
 
 def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks,
-               patience=None, min_delta=0.0, restore_best=True):
+               early=None):
     """L-BFGS-B over the unrolled θ (float64 for scipy), full batch; one History row per
     iteration.  Early stopping counts iterations as fit counts epochs."""
     from scipy.optimize import minimize
@@ -402,8 +427,8 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     theta0 = net.get_flat_params()
     # last_finite: the last evaluated θ with a finite cost; accepted: the last iterate
     # L-BFGS accepted (θ goes back to it if fit is interrupted mid line search)
-    state = {"last_finite": None, "accepted": theta0, "first_cost": None,
-             "best": math.inf, "best_theta": None, "wait": 0}
+    state = {"last_finite": None, "accepted": theta0, "first_cost": None}
+    early = early or _EarlyStop(None, 0.0, False, "iterations")
     interrupt = _DeferredInterrupt()
 
     def fun(theta):
@@ -432,20 +457,7 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
         history._record(epoch, logs)
         bar.update(logs)
         stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
-        if patience is not None:
-            monitored = logs.get("val_loss", logs["loss"])
-            if monitored < state["best"] - min_delta:
-                state["best"], state["wait"], history.best_epoch = monitored, 0, epoch
-                if restore_best:
-                    state["best_theta"] = intermediate_result.x.copy()
-            else:
-                state["wait"] += 1
-                if state["wait"] >= patience:
-                    history.stopped_early = True
-                    history.stop_reason = (f"no improvement of more than {min_delta} in "
-                                           f"{'val_loss' if val is not None else 'loss'} "
-                                           f"for {patience} iterations")
-                    stop = True
+        stop = early.stop(epoch, logs, history, intermediate_result.x.copy) or stop
         if stop:
             raise StopIteration
 
@@ -471,7 +483,8 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
             "parameters.", history=history, epoch=0, batch=0)
     if not (np.all(np.isfinite(theta)) and np.isfinite(theta.astype(net.dtype)).all()):
         theta = state["last_finite"]  # (finite in float64 is not enough for float32)
-    if state["best_theta"] is not None and history.best_epoch != history.epoch[-1]:
-        theta = state["best_theta"]
+    best_theta = early.best_theta(history)
+    if best_theta is not None:
+        theta = best_theta
     net.set_flat_params(theta)
     return history

@@ -48,11 +48,13 @@ def check_output_activation(loss, activation):
                          "(use loss='cross_entropy', or an elementwise output activation)")
 
 
-def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
+def prepare_targets(Y, loss, n_out, m, dtype, name="Y", xname="X"):
     """Y as a C-contiguous (m, n_out) array of `dtype`, validated for the loss.
 
     cross_entropy: integer labels (m,) in [0, n_out) become one-hot rows; an (m, n_out)
-    array must hold probabilities (each row ≥ 0 and summing to 1).
+    array must hold probabilities (each row ≥ 0 and summing to 1 within 1e-3; the rows
+    are rescaled to sum to 1, since dZ = (A - Y)/m is the gradient of J only when Σ_k y_k
+    = 1).
     bce: 0/1 (or any value in [0, 1]) of shape (m, n_out), or (m,) when n_out == 1.
     mse/mae: real targets (m, n_out), or (m,) when n_out == 1.
     """
@@ -60,7 +62,7 @@ def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
     if Y.ndim == 0 or Y.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D; got shape {Y.shape}")
     if Y.shape[0] != m:
-        raise ValueError(f"{name} has {Y.shape[0]} rows but X has {m}")
+        raise ValueError(f"{name} has {Y.shape[0]} rows but {xname} has {m}")
     if Y.dtype.kind == "f" and not np.all(np.isfinite(Y)):
         raise ValueError(f"{name} contains NaN or Inf")
     if loss == "cross_entropy" and Y.ndim == 1:
@@ -95,4 +97,7 @@ def prepare_targets(Y, loss, n_out, m, dtype, name="Y"):
         if out.min() < 0 or not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
             raise ValueError(f"{name}: rows for loss='cross_entropy' must be one-hot or "
                              "probabilities summing to 1 (or pass integer labels of shape (m,))")
+        total = out.sum(axis=1, dtype=np.float64, keepdims=True)
+        if (total != 1.0).any():   # a new array: `out` may be the caller's Y
+            out = np.ascontiguousarray(out / total, dtype=dtype)
     return out

@@ -144,6 +144,7 @@ class Network:
         self._loss = loss
         self._dtype = check_dtype(dtype)
         self.seed = seed
+        self._shuffle_rng = None   # fit's generator of permutations (made at its first fit)
         self._bind(backend)
         rng = np.random.default_rng(seed)
         host = np.zeros(self._n_params, dtype=self.dtype)
@@ -267,7 +268,7 @@ class Network:
                 if not np.isfinite(dst).all():  # finite float64 may overflow float32
                     raise ValueError(f"params[{i}] {name} has values too large for "
                                      f"{self.dtype.name} (overflow to Inf)")
-        self._set_theta(host)
+        self._write_theta(host)   # in place: the optimizer's state carries on
 
     def get_flat_params(self):
         """θ: every W (row-major) then its b, layer by layer, as a new 1-D host array."""
@@ -288,7 +289,7 @@ class Network:
         cast = np.array(theta, dtype=self.dtype, order="C")  # finite float64 may overflow float32
         if not np.isfinite(cast).all():
             raise ValueError(f"theta has values too large for {self.dtype.name} (overflow to Inf)")
-        self._set_theta(cast)
+        self._write_theta(cast)   # in place: the optimizer's state carries on
 
     def _write_theta(self, theta):
         """Overwrite θ in place (the views W, b stay valid) from a host vector."""
@@ -307,7 +308,8 @@ class Network:
 
     def _XY(self, X, Y, xname="X", yname="Y"):
         X = self._X(X, xname)
-        return X, prepare_targets(Y, self.loss, self.n_outputs, X.shape[0], self.dtype, yname)
+        return X, prepare_targets(Y, self.loss, self.n_outputs, X.shape[0], self.dtype, yname,
+                                  xname)
 
     # ------------------------------------------------------------------ compute (backend arrays)
     def _forward(self, X, ws, training):
@@ -599,7 +601,7 @@ class Network:
 
         theta, opt, opt_state = _snapshot(self)
         return {"config": self.get_config(), "backend": self.backend, "theta": theta,
-                "opt": opt, "opt_state": opt_state}
+                "opt": opt, "opt_state": opt_state, "shuffle_rng": self._shuffle_rng}
 
     def __setstate__(self, state):
         from .train import _restore
@@ -611,6 +613,7 @@ class Network:
         self.set_flat_params(state["theta"])
         if state.get("opt") is not None:   # (pickles from before the optimizer was kept)
             _restore(self, (state["theta"], state["opt"], state["opt_state"]))
+        self._shuffle_rng = state.get("shuffle_rng")
 
     def summary(self, print_fn=print):
         """Print (and return) a table of layers, output shapes and parameter counts."""

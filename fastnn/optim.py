@@ -109,7 +109,9 @@ class SGD(Optimizer):
 
     Parameters: lr (α > 0), momentum (μ in [0, 1)), nesterov (bool, needs momentum > 0);
     each may be changed between steps (checked again when set).  The velocity v has θ's
-    size whatever the momentum, so momentum can be switched on mid-training (v from 0).
+    size whatever the momentum, so momentum can be switched on mid-training: v starts from
+    0 if the momentum was 0 from the first step (steps with momentum 0 leave v as it is, so
+    momentum switched off and on again resumes the v it had).
     """
 
     lr = _Hyper(_rate)

@@ -123,11 +123,19 @@ def _validation(net, validation_data):
 def _evaluate(net, val):
     Xv, Yv = val
     J, ws = net._cost(Xv, Yv, 0.0)
+    if not math.isfinite(J):   # θ is finite (checked after every epoch / iterate)
+        raise net._overflow(f"the validation loss ({J})", "validation_data X")
     logs = {"val_loss": float(J)}
     if net.loss in CLASSIFICATION:
         A = net._B.to_host(ws.A_out)
         logs["val_accuracy"] = accuracy(A, net._B.to_host(Yv), net.loss)
     return logs
+
+
+def _call_back(callbacks, epoch, logs):
+    """Call every callback (each gets its own copy of logs); True if any asked to stop."""
+    stops = [bool(cb(epoch, dict(logs))) for cb in callbacks]
+    return any(stops)
 
 
 def _patience(early_stopping):
@@ -248,7 +256,12 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
         return _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbacks,
                           _EarlyStop(patience, min_delta, restore_best, "iterations"))
 
-    rng = np.random.default_rng(net.seed if seed is None else seed)
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+    else:   # the network's own generator: each fit goes on with the next permutations
+        if net._shuffle_rng is None:
+            net._shuffle_rng = np.random.default_rng(net.seed)
+        rng = net._shuffle_rng
     starts = range(0, m, batch_size)
     order = np.arange(m)
     # the compiled loop over steps (net._run_epoch) until it says no, then one call a step
@@ -316,17 +329,18 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
                 end = _snapshot(net)
                 if not np.isfinite(end[0]).all():  # the epoch's last update overflowed θ
                     _diverged(net, history, epoch, len(starts), None, replay)
-                snapshot = end
                 logs = {"loss": float(total / m)}
                 if val is not None:
                     logs.update(_evaluate(net, val))
                 logs["time"] = time.perf_counter() - t0
                 history._record(epoch, logs)
                 bar.update(logs)
-                stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
+                stop = _call_back(callbacks, epoch, logs)
                 stop = early.stop(epoch, logs, history, net.get_flat_params) or stop
                 if stop:
                     break
+                # the next epoch's replay point: θ and the state as a callback left them
+                snapshot = _snapshot(net) if callbacks else end
     finally:
         bar.close()
     best_theta = early.best_theta(history)
@@ -422,6 +436,7 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     from scipy.optimize import minimize
 
     maxiter = epochs
+    net._opt, net._opt_state = optimizer, None   # net.optimizer: the last fit's
     Xd, Yd = net._device(X, Y)
     B = net._B
     theta0 = net.get_flat_params()
@@ -456,7 +471,7 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
         logs["time"] = time.perf_counter() - t0
         history._record(epoch, logs)
         bar.update(logs)
-        stop = any(bool(cb(epoch, dict(logs))) for cb in callbacks)
+        stop = _call_back(callbacks, epoch, logs)
         stop = early.stop(epoch, logs, history, intermediate_result.x.copy) or stop
         if stop:
             raise StopIteration

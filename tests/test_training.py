@@ -121,3 +121,129 @@ def test_history_holds_python_floats(backend):
     h = net.fit(X, y, epochs=2, progress=False, validation_data=(X, y))
     for key in ("loss", "val_loss", "val_accuracy", "time"):
         assert all(type(v) is float for v in h[key]), (key, h[key])
+
+
+def small_problem(seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+
+
+def small_net(backend="cpu", seed=3, act="tanh"):
+    return fn.Network([fn.Dense(8, act), fn.Dense(3, "softmax")], n_inputs=5, seed=seed,
+                      backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_params_keeps_the_optimizer_state(backend):
+    """As Keras' set_weights: writing θ (from a callback, or fit's restore_best) does not
+    restart Adam's moments and step count."""
+    X, y = small_problem()
+    plain, edited = small_net(backend), small_net(backend)
+    opt_a, opt_b = fn.Adam(lr=0.01), fn.Adam(lr=0.01)
+    plain.fit(X, y, optimizer=opt_a, epochs=3, progress=False)
+    edited.fit(X, y, optimizer=opt_b, epochs=3, progress=False,
+               callbacks=[lambda epoch, logs: edited.set_params(edited.params),
+                          lambda epoch, logs: edited.set_flat_params(edited.get_flat_params())])
+    np.testing.assert_array_equal(edited.get_flat_params(), plain.get_flat_params())
+    assert edited._opt_state["t"] == plain._opt_state["t"] == 6
+    # restore_best puts back an earlier θ; the state (t) carries on from the last step
+    Xv, yv = small_problem(seed=2)
+    net = small_net(backend)
+    opt = fn.Adam(lr=0.5)
+    history = net.fit(X, y, optimizer=opt, epochs=12, progress=False, early_stopping=2,
+                      validation_data=(Xv, yv))
+    assert history.best_epoch != history.epoch[-1]
+    assert net.optimizer is opt and net._opt_state["t"] == 2 * len(history.epoch)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_callback_sees_every_epoch(backend):
+    X, y = small_problem()
+    seen = []
+    history = small_net(backend).fit(
+        X, y, epochs=5, progress=False,
+        callbacks=[lambda epoch, logs: epoch == 1, lambda epoch, logs: seen.append(epoch)])
+    assert seen == [0, 1] and len(history.epoch) == 2
+    seen.clear()
+    small_net(backend).fit(X, y, optimizer="lbfgs", epochs=5, progress=False,
+                           callbacks=[lambda epoch, logs: True,
+                                      lambda epoch, logs: seen.append(epoch)])
+    assert seen == [0]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's NumPy overflow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergence_after_a_callback_edited_theta_keeps_the_callbacks_theta(backend):
+    X, y = small_problem()
+    net = small_net(backend)
+    opt = fn.Adam(lr=0.01)
+    zeros = np.zeros(net.count_params(), net.dtype)
+
+    def edit(epoch, logs):
+        if epoch == 0:
+            net.set_flat_params(zeros)
+            opt.lr = 1e39   # a finite double, Inf in float32: epoch 1's first update overflows
+
+    with pytest.raises(fn.TrainingDiverged) as info:
+        net.fit(X, y, optimizer=opt, epochs=3, progress=False, callbacks=[edit])
+    assert (info.value.epoch, info.value.batch) == (1, 0)
+    np.testing.assert_array_equal(net.get_flat_params(), zeros)
+    assert net._opt_state["t"] == 2   # epoch 0's two steps; not the diverged one
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's NumPy overflow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_validation_loss_that_overflows_is_an_error_naming_validation_data(backend):
+    X, y = small_problem()
+    Xv = np.random.default_rng(0).normal(size=(20, 5)) * 1e38   # finite in float32
+    net = small_net(backend, act="relu")
+    with pytest.raises(ValueError, match="validation_data X"):
+        net.fit(X, y, epochs=3, validation_data=(Xv, y[:20]), early_stopping=2, progress=False)
+    with pytest.raises(ValueError, match="validation_data X has 64"):
+        net.fit(X, y, epochs=1, validation_data=(X, y[:20]), progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_calls_go_on_drawing_permutations(backend):
+    """Two fit(epochs=1) calls with one optimizer train as one fit(epochs=2): the second
+    epoch gets a new permutation, as in Keras; fit(seed=s) starts a generator of its own."""
+    X, y = small_problem()
+    once, twice = small_net(backend), small_net(backend)
+    opt_once, opt_twice = fn.SGD(0.1, momentum=0.9), fn.SGD(0.1, momentum=0.9)
+    once.fit(X, y, optimizer=opt_once, epochs=2, progress=False)
+    twice.fit(X, y, optimizer=opt_twice, epochs=1, progress=False)
+    after_one = twice.get_flat_params()
+    twice.fit(X, y, optimizer=opt_twice, epochs=1, progress=False)
+    np.testing.assert_array_equal(twice.get_flat_params(), once.get_flat_params())
+    # a repeated permutation would not give the same bits
+    same_order = small_net(backend)
+    same_order.set_flat_params(after_one)
+    same_order.fit(X, y, optimizer=fn.SGD(0.1, momentum=0.9), epochs=1, progress=False, seed=3)
+    assert not np.array_equal(same_order.get_flat_params(), once.get_flat_params())
+    # the generator travels with a pickle
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(twice))
+    twice.fit(X, y, optimizer=twice.optimizer, epochs=1, progress=False)
+    clone.fit(X, y, optimizer=clone.optimizer, epochs=1, progress=False)
+    np.testing.assert_array_equal(clone.get_flat_params(), twice.get_flat_params())
+
+
+def test_net_optimizer_after_lbfgs_is_that_lbfgs():
+    X, y = small_problem()
+    net = small_net("cpu")
+    net.fit(X, y, optimizer=fn.Adam(), epochs=1, progress=False)
+    lbfgs = fn.LBFGS(maxiter=3)
+    net.fit(X, y, optimizer=lbfgs, progress=False)
+    assert net.optimizer is lbfgs
+
+
+def test_probability_targets_are_rescaled_so_the_gradient_is_the_costs():
+    X, y = small_problem()
+    net = fn.Network([fn.Dense(4, "tanh"), fn.Dense(3, "softmax")], n_inputs=5, seed=0,
+                     dtype="float64", backend="reference")
+    Y = np.eye(3)[y] * 1.0009          # within the accepted 1e-3 of summing to 1
+    before = Y.copy()
+    assert fn.gradcheck(net, X, Y) < 1e-7
+    np.testing.assert_array_equal(Y, before)   # the caller's array is not written
+    assert net.cost(X, Y) == pytest.approx(net.cost(X, np.eye(3)[y]), rel=1e-12)

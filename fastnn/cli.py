@@ -14,9 +14,13 @@ feature names in the file's config under the key ``"cli"`` (covered by the check
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import time
+import warnings
+import zipfile
+import zlib
 
 EXIT_BAD_INPUT = 2
 
@@ -125,8 +129,30 @@ def _is_number(text):
         return False
 
 
-def _read_csv(path, header):
-    """(rows as a 2-D array of str, column names or None) from a CSV file."""
+def _header_detected(rows, names_known=None):
+    """Whether the first row is a header: it has no numeric field; or a field of it is not
+    a number where every row below holds numbers (e.g. pandas' header 0,1,...,63,target);
+    or it lists `names_known` (the model's feature names) in order, with other fields
+    between them at most, when those names are distinct and cannot pass for a row of data
+    (three or more, or one that is not a number)."""
+    first = [field.strip() for field in rows[0]]
+    if not any(_is_number(field) for field in first):
+        return True
+    if names_known and len(set(names_known)) == len(names_known) and (
+            len(names_known) >= 3 or not all(map(_is_number, names_known))):
+        wanted = set(names_known)
+        if [field for field in first if field in wanted] == list(names_known):
+            return True
+    for j, field in enumerate(first):
+        if not _is_number(field) and len(rows) > 1 and all(
+                _is_number(row[j]) for row in rows[1:]):
+            return True
+    return False
+
+
+def _read_csv(path, header, names_known=None):
+    """(rows as a 2-D array of str, column names or None) from a CSV file; header None
+    detects it (_header_detected)."""
     import numpy as np
 
     try:
@@ -149,8 +175,8 @@ def _read_csv(path, header):
         i = int(ragged[0])
         raise InputError(f"{path}: ragged rows: line {lines[i]} has {widths[i]} fields but "
                          f"line {lines[0]} has {widths[0]}")
-    if header is None:  # auto: a first row without any numeric field is a header
-        header = not any(_is_number(field) for field in rows[0])
+    if header is None:
+        header = _header_detected(rows, names_known)
     names = None
     if header:
         names = [name.strip() for name in rows[0]]
@@ -210,13 +236,26 @@ def _check_path(path):
         raise InputError(f"{path}: is a directory, not a data file")
 
 
+#: what reading a damaged .npy / .npz raises
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def _load_array_file(path, what):
     import numpy as np
 
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise InputError(f"{path}: not a readable {what} file ({exc})".replace("\n", " ")) from None
+
+
+def _npz_member(data, key, path):
+    """Array `key` of an open .npz (its data is read here: a damaged member fails here)."""
+    try:
+        return data[key]
+    except _READ_ERRORS as exc:
+        raise InputError(f"{path}: array {key!r} is not readable ({type(exc).__name__}: "
+                         f"{exc})".replace("\n", " ")) from None
 
 
 def _numeric_matrix(X, path, name):
@@ -235,6 +274,10 @@ def _numeric_matrix(X, path, name):
     return X
 
 
+#: label texts that mean "missing" (compared in lower case), as pandas' read_csv reads them
+_MISSING = ["na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"]
+
+
 def read_training_data(path, label=None, header=None, x_key="X", y_key="y"):
     """(X float64 (m, n), labels (m,) numbers or str, feature names or None, label name,
     label column index or None)."""
@@ -249,7 +292,7 @@ def read_training_data(path, label=None, header=None, x_key="X", y_key="y"):
             if missing:
                 raise InputError(f"{path}: the .npz has arrays {data.files}; it needs "
                                  f"{x_key!r} (features) and {y_key!r} (labels)")
-            X, y = data[x_key], data[y_key]
+            X, y = _npz_member(data, x_key, path), _npz_member(data, y_key, path)
         X = _numeric_matrix(X, path, x_key)
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -278,6 +321,11 @@ def read_training_data(path, label=None, header=None, x_key="X", y_key="y"):
     if np.any(labels == ""):
         i = int(np.flatnonzero(labels == "")[0])
         raise InputError(f"{path}: line {lines[i]}: the label is empty")
+    missing = np.isin(np.char.lower(labels), _MISSING)
+    if missing.any():   # not a class of its own
+        i = int(np.flatnonzero(missing)[0])
+        raise InputError(f"{path}: line {lines[i]}: the label {str(labels[i])!r} is a "
+                         "missing value")
     return (X, labels, [names[j] for j in features] if names else None,
             names[li] if names else None, li)
 
@@ -292,16 +340,18 @@ def read_features(path, n_inputs, meta, header=None):
             key = meta.get("x_key", "X")
             if key not in data.files:
                 raise InputError(f"{path}: the .npz has arrays {data.files}; it needs {key!r}")
-            X = _numeric_matrix(data[key], path, key)
+            X = _numeric_matrix(_npz_member(data, key, path), path, key)
     elif ext == ".npy":
         X = _numeric_matrix(_load_array_file(path, ".npy"), path, "the array")
         if X.shape[1] == n_inputs + 1:
             X = X[:, :-1]
     else:
-        table, names, lines = _read_csv(path, header)
+        features = meta.get("features")
+        known = features if isinstance(features, list) and all(
+            isinstance(f, str) for f in features) else None
+        table, names, lines = _read_csv(path, header, known)
         columns = list(range(table.shape[1]))
         label = meta.get("label")
-        features = meta.get("features")
         known = ([f for f in features if f in names]
                  if names is not None and isinstance(features, list)
                  and len(set(features)) == len(features) else [])
@@ -353,6 +403,8 @@ def _number(kind, ok, rule):
         except ValueError:
             what = "an int" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number; got {text}")
         if not ok(value):
             raise argparse.ArgumentTypeError(f"must be {rule}; got {text}")
         return value
@@ -385,9 +437,13 @@ def _labels_and_task(labels, loss, path):
     if not numeric:
         try:
             values = labels.astype(np.float64)
-            numeric = bool(np.isfinite(values).all())
         except ValueError:
             values = None
+        else:   # every label reads as a number: "nan" or "inf" is a bad label, not a class
+            numeric = True
+            if not np.isfinite(values).all():
+                bad = labels[~np.isfinite(values)][0]
+                raise InputError(f"{path}: label {str(bad)!r} is not a finite number")
     else:
         values = labels.astype(np.float64)
         if not np.isfinite(values).all():
@@ -463,7 +519,7 @@ def _folded(net, mean, scale, y_mean, y_scale, X_raw):
 
     import fastnn as fn
 
-    ref = net.forward((X_raw - mean) / scale)
+    ref = net.forward((X_raw - mean) / scale).astype(np.float64)
     params = [(W.copy(), b.copy()) for W, b in net.params]
     unit = 1.0 if y_mean is None else y_scale
     if y_mean is not None:
@@ -472,7 +528,7 @@ def _folded(net, mean, scale, y_mean, y_scale, X_raw):
     def moved(candidate):
         with np.errstate(all="ignore"):
             try:
-                out = candidate.forward(X_raw)
+                out = candidate.forward(X_raw).astype(np.float64)
             except ValueError:  # the folded outputs overflow
                 return np.inf
             return float(np.max(np.abs(out - ref))) / unit if out.size else 0.0
@@ -493,10 +549,14 @@ def _folded(net, mean, scale, y_mean, y_scale, X_raw):
     return wide
 
 
-def _check_writable(path, what):
+def _check_writable(path, what, not_=None):
+    """InputError unless a file can be created at path (not_: an input it must not be)."""
     directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise InputError(f"{what} {path}: is a directory")
+    if not_ is not None and os.path.exists(path) and os.path.exists(not_) and \
+            os.path.samefile(path, not_):
+        raise InputError(f"{what} {path}: is the input file {not_}; it would be overwritten")
     if not os.path.isdir(directory):
         raise InputError(f"{what} {path}: the directory {directory} does not exist")
 
@@ -507,13 +567,21 @@ def _train(args):
     import fastnn as fn
     from fastnn.io import save
 
+    plot_path = None
     if args.plot:
-        _check_writable(args.plot, "--plot")
+        _check_writable(args.plot, "--plot", args.data)
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib.pyplot  # noqa: F401 - what History.plot uses
+            from matplotlib.figure import Figure
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install 'fastnn[plot]'") from None
-    _check_writable(args.output, "--output")
+        ext = os.path.splitext(args.plot)[1].lower().lstrip(".")
+        formats = Figure().canvas.get_supported_filetypes()
+        if ext and ext not in formats:
+            raise InputError(f"--plot {args.plot}: matplotlib cannot write {ext!r} files; use "
+                             f"one of {', '.join('.' + f for f in sorted(formats))}")
+        plot_path = args.plot if ext else args.plot + ".png"  # (what matplotlib writes)
+    _check_writable(args.output, "--output", args.data)
     X, labels, feature_names, label_name, label_index = read_training_data(
         args.data, args.label, args.header, args.x_key, args.y_key)
     loss, classes, targets = _labels_and_task(labels, args.loss, args.data)
@@ -590,9 +658,9 @@ def _train(args):
     if args.plot:
         import matplotlib.pyplot as plt
 
-        fig = history.plot(args.plot)
+        fig = history.plot(plot_path)
         plt.close(fig)
-        print(f"saved the training curve to {args.plot}")
+        print(f"saved the training curve to {plot_path}")
     print(f"saved the model to {args.output}")
     return 0
 
@@ -615,8 +683,8 @@ def _format(values):
     import numpy as np
 
     values = np.asarray(values)
-    if values.dtype.kind == "f":
-        return [f"{v:.8g}" for v in values.tolist()]
+    if values.dtype.kind == "f":   # NumPy's shortest text that reads back as the same value
+        return [str(v) for v in values]
     return [str(v) for v in values.tolist()]
 
 
@@ -627,7 +695,8 @@ def _predict(args):
 
     _check_path(args.model)
     if args.output:
-        _check_writable(args.output, "--output")
+        _check_writable(args.output, "--output", args.input)
+        _check_writable(args.output, "--output", args.model)
     try:
         net = fn.load(args.model, backend=args.backend)
     except fn.ModelFileError as exc:
@@ -711,6 +780,8 @@ def _bench(argv):
         code = module.main(argv)
     except SystemExit as exc:  # its argparse: --help, or a usage error
         code = exc.code
+    except ValueError as exc:  # e.g. an unknown workload key
+        return _error(exc)
     if code is None:
         return 0
     return code if isinstance(code, int) else _error(code)
@@ -732,7 +803,8 @@ def build_parser():
                           description="Train a 64-64-10 ReLU/softmax network on scikit-learn's "
                                       "digits (70/30 split), with a progress bar; print the test "
                                       "accuracy and the time taken.")
-    demo.add_argument("--epochs", type=int, default=30, help="epochs to train (default 30)")
+    demo.add_argument("--epochs", type=_positive(int), default=30,
+                      help="epochs to train (default 30)")
     demo.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"],
                       help="kernels backend (default cpu)")
     demo.add_argument("--seed", type=_number(int, lambda v: v >= 0, ">= 0"), default=0,
@@ -786,7 +858,7 @@ def build_parser():
                      help="optimizer (default adam; lbfgs is full-batch)")
     opt.add_argument("--lr", type=_positive(float), default=3e-3,
                      help="learning rate for adam / sgd (default 0.003)")
-    opt.add_argument("--momentum", type=_nonnegative_float, default=0.9,
+    opt.add_argument("--momentum", type=_fraction_arg, default=0.9,
                      help="sgd momentum, Nesterov (default 0.9)")
     opt.add_argument("--l2", type=_nonnegative_float, default=0.0,
                      help="L2 weight decay λ: adds λ/(2m)·ΣW² to the cost (default 0)")
@@ -831,6 +903,11 @@ def build_parser():
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (e.g. a model saved on a backend not available here) as one line."""
+    print(f"fastnn: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def _error(message, code=EXIT_BAD_INPUT):
     print(f"fastnn: error: {' '.join(str(message).split())}", file=sys.stderr)
     return code
@@ -842,11 +919,13 @@ def main(argv=None):
         return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse's message, exit code 2
-    if args.command is None:
-        parser.print_help()
+    if args.command is None:   # a usage error: the help goes to stderr
+        parser.print_help(file=sys.stderr)
         return EXIT_BAD_INPUT
     from fastnn import get_backend
     from fastnn.train import TrainingDiverged
+
+    warnings.showwarning = _show_warning
 
     if getattr(args, "backend", None) is not None:
         try:
@@ -864,8 +943,8 @@ def main(argv=None):
         except OSError:
             pass
         return 0
-    except TrainingDiverged as exc:
-        return _error(f"training diverged: {exc}", 1)
+    except TrainingDiverged as exc:   # (its message starts "training diverged")
+        return _error(exc, 1)
     except (ValueError, TypeError, OSError) as exc:
         return _error(exc)
     except KeyboardInterrupt:

@@ -8,7 +8,8 @@ The file is a NumPy .npz (zip) archive holding:
   checksum  SHA-256 of config + theta's bytes  (corruption is detected on load)
 
 ``save`` writes a temporary file beside `path` (``.NAME.<random>.tmp``, created with the
-umask's permissions), fsyncs it, then renames it over `path` (atomic on POSIX), so a crash
+umask's permissions, or the permissions of the file it replaces; a symbolic link is
+written through to its target), fsyncs it, then renames it over `path` (atomic on POSIX), so a crash
 mid-save leaves either the old file or the new one at `path`, never a partial file (a
 process killed mid-save may leave its temporary file behind; it is never read).
 
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zipfile
@@ -60,8 +62,10 @@ def save(net, path):
     from . import __version__
 
     path = _as_path(path)
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise ValueError(f"path {path!r} is a directory")
+    # a symbolic link is written through (as open() would), not replaced by a file
+    path = os.path.realpath(path) if os.path.islink(path) else path
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"path: the directory {directory!r} does not exist")
@@ -70,6 +74,10 @@ def save(net, path):
     theta = net.get_flat_params()
     fd, tmp = _create_temporary(directory, os.path.basename(path))
     try:
+        try:   # overwriting: keep the old file's permissions (a 0600 model stays private)
+            os.chmod(fd, os.stat(path).st_mode & 0o7777)
+        except (FileNotFoundError, NotImplementedError):
+            pass
         with os.fdopen(fd, "wb") as f:
             np.savez(f, format=np.frombuffer(FORMAT, np.uint8),
                      version=np.array([FORMAT_VERSION], np.int64),
@@ -98,8 +106,10 @@ def _create_temporary(directory, basename):
     """A new file beside the target, opened for writing; mode 0o666 less the umask (what
     an ordinary open() gives: tempfile.mkstemp's 0o600 would survive the rename)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    # the name adds 18 characters: a basename near the 255-byte limit is shortened
+    stem = basename.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
     for _ in range(100):
-        tmp = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # pragma: no cover - 48 random bits
@@ -132,7 +142,11 @@ def load(path, backend=None):
     if os.path.isdir(path):
         raise ModelFileError(f"{path!r} is a directory, not a fastnn model file")
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):   # a pipe or a device has no size to check against
+            raise ModelFileError(f"{path!r} is not a regular file (a pipe or a device?); "
+                                 "fastnn model files are read from regular files")
+        size = st.st_size
         if size == 0:
             raise ModelFileError(f"{path!r} is empty (0 bytes): not a fastnn model file "
                                  "(truncated or corrupted)")
@@ -141,8 +155,10 @@ def load(path, backend=None):
         f.seek(0)
         try:
             config_bytes, theta = _read_model(f, size, path)
-        except ModelFileError:
-            raise
+        except ModelFileError as exc:
+            if repr(path) in str(exc):
+                raise
+            raise ModelFileError(f"{path!r}: {exc}") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, ValueError,
                 OSError, EOFError, KeyError, IndexError, NotImplementedError, RuntimeError,
                 OverflowError, MemoryError, UnicodeError, SyntaxError) as exc:
@@ -228,9 +244,12 @@ def _read_npy(z, info, file_size, max_bytes):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
         else:
             raise ValueError(f"member {info.filename!r}: unsupported .npy version {major}.{minor}")
-        if dtype.hasobject or dtype.kind not in "biuf":
+        if dtype.hasobject:
             raise ModelFileError(f"member {info.filename!r} has dtype {dtype}: not a fastnn "
                                  "model file (object arrays are never loaded)")
+        if dtype.kind not in "biuf":
+            raise ModelFileError(f"member {info.filename!r} has dtype {dtype}: not a fastnn "
+                                 "model file (its members are integer or float arrays)")
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > info.file_size:
             raise ValueError(f"member {info.filename!r} declares shape {shape}, more than its "

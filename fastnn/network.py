@@ -15,13 +15,14 @@ Activation and delta buffers form a workspace per batch size, reused across step
 training step allocates nothing once its workspace exists.
 """
 import math
+import warnings
 from collections import OrderedDict
 from threading import get_ident, local
 
 import numpy as np
 
 from . import kernels
-from .backend import DEFAULT_BACKEND, get_backend
+from .backend import DEFAULT_BACKEND, available_backends, get_backend
 from .layers import Dense
 from .losses import CLASSIFICATION, canonical, check_output_activation, prepare_targets
 from .optim import get_optimizer
@@ -137,14 +138,11 @@ class Network:
             loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(layers[-1].activation, "mse")
         loss = canonical(loss)
         check_output_activation(loss, layers[-1].activation)
-        if seed is not None:
-            seed = check_int(seed, "seed", minimum=0)
         self._layers = tuple(layers)
         self._n_inputs = n_inputs
         self._loss = loss
         self._dtype = check_dtype(dtype)
-        self.seed = seed
-        self._shuffle_rng = None   # fit's generator of permutations (made at its first fit)
+        self.seed = seed   # (checked; also sets _shuffle_rng, fit's generator, to None)
         self._bind(backend)
         rng = np.random.default_rng(seed)
         host = np.zeros(self._n_params, dtype=self.dtype)
@@ -152,6 +150,17 @@ class Network:
                                             self._shapes):
             W[...] = layer.initial_W(n_in, rng, self.dtype)
         self._set_theta(host)
+
+    @property
+    def seed(self):
+        """The seed of the initial weights and of fit's shuffling: an int >= 0, or None."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        self._seed = check_int(value, "seed", minimum=0, allow_none=True)
+        self._shuffle_rng = None   # fit's generator of permutations, made from the seed at
+        #                            the next fit
 
     # ------------------------------------------------------------------ construction
     def _bind(self, backend):
@@ -607,8 +616,13 @@ class Network:
         from .train import _restore
 
         cfg = state["config"]
+        backend = state["backend"]
+        if backend not in available_backends():   # as fastnn.load: e.g. pickled on a GPU
+            warnings.warn(f"this network was pickled on backend {backend!r}, which is not "
+                          "available here; it is unpickled on 'cpu'", stacklevel=2)
+            backend = "cpu"
         self.__init__([Dense(**c) for c in cfg["layers"]], cfg["n_inputs"], loss=cfg["loss"],
-                      dtype=cfg["dtype"], backend=state["backend"], seed=0)
+                      dtype=cfg["dtype"], backend=backend, seed=0)
         self.seed = cfg["seed"]
         self.set_flat_params(state["theta"])
         if state.get("opt") is not None:   # (pickles from before the optimizer was kept)

@@ -363,5 +363,124 @@ def test_help(argv, expected, capsys):
 
 
 def test_no_command_prints_help(capsys):
-    code, out, _ = run([], capsys)
-    assert code == 2 and "usage: fastnn" in out
+    code, out, err = run([], capsys)   # a usage error: help on stderr, as argparse's errors
+    assert code == 2 and "usage: fastnn" in err and out == ""
+
+
+# ---------------------------------------------------------------- review findings
+
+def test_pandas_style_numeric_header_is_detected(tmp_path, capsys):
+    """pandas' DataFrame(X).assign(target=y).to_csv(index=False) writes 0,1,...,target:
+    a header with numbers in it; predict's file with header 0,1,... lists the features."""
+    X, y = _iris()
+    names = [str(j) for j in range(4)]
+    data = write_csv(tmp_path / "d.csv", [[*map(str, x), str(t)] for x, t in zip(X, y)],
+                     names + ["target"])
+    new = write_csv(tmp_path / "new.csv", [[*map(str, x)] for x in X[:5]], names)
+    model = tmp_path / "m.fnn"
+    code, _, err = run(["train", data, "-o", model, *TRAIN], capsys)
+    assert code == 0 and "150 rows x 4 features" in err and "3 classes" in err
+    code, out, _ = run(["predict", "-m", model, "-i", new], capsys)
+    header, column = read_column(out, from_text=True)
+    assert code == 0 and header == ["target"] and len(column) == 5
+    assert set(column) <= {"0", "1", "2"}
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "NA"])
+@pytest.mark.parametrize("loss", ["auto", "mse"])
+def test_a_label_that_is_not_a_finite_number_is_an_error(tmp_path, capsys, bad, loss):
+    rows = [[str(i), str(i * 0.5 + 0.25)] for i in range(30)]
+    rows[4][1] = bad
+    data = write_csv(tmp_path / "r.csv", rows, ["x", "y"])
+    code, _, err = run(["train", data, "--loss", loss, "-o", tmp_path / "m.fnn", *TRAIN], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "not a finite number" in err or "missing value" in err
+    assert not (tmp_path / "m.fnn").exists()
+
+
+def test_damaged_npz_inputs_are_one_line_errors(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = (X[:, 0] > 0).astype(int)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    whole = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(whole[:len(whole) // 2])
+    np.savez_compressed(tmp_path / "c.npz", X=X, y=y)
+    flipped = bytearray((tmp_path / "c.npz").read_bytes())
+    flipped[100] ^= 0xFF
+    (tmp_path / "flip.npz").write_bytes(bytes(flipped))
+    np.savez(tmp_path / "obj.npz", X=np.array([[1, "a"]], dtype=object), y=np.array([1]))
+    for name in ["trunc.npz", "flip.npz", "obj.npz"]:
+        code, _, err = run(["train", tmp_path / name, "-o", tmp_path / "m.fnn", *TRAIN], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (name, err)
+        assert name in err and "fastnn: error:" in err
+    model = tmp_path / "m.fnn"
+    assert run(["train", tmp_path / "d.npz", "-o", model, *TRAIN], capsys)[0] == 0
+    for name in ["trunc.npz", "flip.npz"]:
+        code, _, err = run(["predict", "-m", model, "-i", tmp_path / name], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (name, err)
+
+
+def test_a_float32_fold_of_large_regression_targets_is_saved_in_float64(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = 1e9 + 10 * (X[:, 0] - X[:, 1])
+    data = tmp_path / "big.csv"
+    np.savetxt(data, np.c_[X, y], delimiter=",", header="a,b,y", comments="", fmt="%.10g")
+    model = tmp_path / "m.fnn"
+    code, _, err = run(["train", data, "-o", model, "--epochs", "60", "--quiet"], capsys)
+    assert code == 0 and "saved in float64" in err
+    net = fn.load(model)
+    rmse = np.sqrt(np.mean((net.predict(X).ravel() - y) ** 2))
+    assert net.dtype == np.float64 and rmse < 0.2 * y.std()
+    # predict prints the float64 values in full
+    code, out, _ = run(["predict", "-m", model, "-i", data], capsys)
+    _, column = read_column(out, from_text=True)
+    X_read = np.loadtxt(data, delimiter=",", skiprows=1)[:, :2]   # the file's digits
+    np.testing.assert_array_equal(np.array(column, dtype=float), net.predict(X_read).ravel())
+
+
+def test_option_values_are_checked_before_anything_runs(iris_csv, tmp_path, capsys):
+    for option in (["--lr", "inf"], ["--l2", "nan"], ["--momentum", "1"], ["--momentum", "5"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["train", iris_csv, "-o", str(tmp_path / "m.fnn"), *option])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "fastnn train: error: argument" in err, option
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--epochs", "0"])
+    assert "fastnn demo: error: argument --epochs" in capsys.readouterr().err
+    # --plot: an unknown format before training; no extension: matplotlib adds .png
+    pytest.importorskip("matplotlib")
+    code, out, err = run(["train", iris_csv, "-o", tmp_path / "m.fnn", "--plot",
+                          tmp_path / "c.xyz", *TRAIN], capsys)
+    assert code == 2 and "'xyz'" in err and not (tmp_path / "m.fnn").exists()
+    code, out, _ = run(["train", iris_csv, "-o", tmp_path / "m.fnn", "--plot", tmp_path / "c",
+                        *TRAIN], capsys)
+    assert code == 0 and (tmp_path / "c.png").exists() and f"{tmp_path / 'c.png'}" in out
+
+
+def test_outputs_that_would_overwrite_an_input_or_name_a_directory_are_refused(
+        iris_csv, tmp_path, capsys):
+    code, _, err = run(["train", iris_csv, "-o", iris_csv, *TRAIN], capsys)
+    assert code == 2 and "would be overwritten" in err
+    code, _, err = run(["train", iris_csv, "-o", str(tmp_path / "nowhere") + "/", *TRAIN],
+                       capsys)
+    assert code == 2 and "is a directory" in err
+    model = tmp_path / "m.fnn"
+    assert run(["train", iris_csv, "-o", model, *TRAIN], capsys)[0] == 0
+    before = open(iris_csv).read()
+    code, _, err = run(["predict", "-m", model, "-i", iris_csv, "-o", iris_csv], capsys)
+    assert code == 2 and "would be overwritten" in err and open(iris_csv).read() == before
+
+
+def test_bench_with_an_unknown_workload_is_a_one_line_error(capsys):
+    if cli._compare_path() is None:
+        pytest.skip("no source checkout beside this installation")
+    code = cli.main(["bench", "--workloads", "W9"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "W9" in err
+
+
+def test_a_diverged_training_is_reported_once(iris_csv, tmp_path, capsys):
+    code, _, err = run(["train", iris_csv, "-o", tmp_path / "m.fnn", "--optimizer", "sgd",
+                        "--lr", "1e30", "--quiet"], capsys)
+    assert code == 1 and err.count("training diverged") == 1

@@ -122,3 +122,86 @@ def test_file_is_a_plain_zip_with_json_architecture(tmp_path, net):
     assert config["layers"][0] == {"units": 7, "activation": "leaky_relu", "alpha": 0.2,
                                    "init": "auto", "init_epsilon": 0.12}
     assert config["n_inputs"] == 5 and config["loss"] == "cross_entropy"
+
+
+# ---------------------------------------------------------------- review findings
+
+def test_seed_is_checked_on_assignment_so_every_saved_file_loads(tmp_path, net):
+    for bad, error in [(-1, ValueError), (2.0, TypeError), ("abc", TypeError), (True, TypeError),
+                       ([1, 2], TypeError)]:
+        with pytest.raises(error, match="seed"):
+            net.seed = bad
+        assert net.seed == 3
+    net.seed = np.int64(5)   # e.g. from rng.integers: kept as a plain int
+    assert type(net.seed) is int
+    net.save(tmp_path / "m")
+    assert fn.load(tmp_path / "m").seed == 5
+    net.seed = None
+    net.save(tmp_path / "m")
+    assert fn.load(tmp_path / "m").seed is None
+
+
+def test_save_takes_a_name_near_the_length_limit(tmp_path, net):
+    path = tmp_path / ("m" * 240 + ".fnn")   # 244 bytes: legal, and 18 more would not be
+    net.save(path)
+    np.testing.assert_array_equal(fn.load(path).get_flat_params(), net.get_flat_params())
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_save_writes_through_a_symlink_and_keeps_the_permissions(tmp_path, net):
+    target = tmp_path / "real.fnn"
+    net.save(target)
+    os.chmod(target, 0o600)
+    link = tmp_path / "link.fnn"
+    link.symlink_to(target)
+    other = fn.Network([fn.Dense(7, "leaky_relu", alpha=0.2), fn.Dense(3, "softmax")],
+                       n_inputs=5, dtype="float64", backend="reference", seed=9)
+    other.save(link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(fn.load(target).get_flat_params(), other.get_flat_params())
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="directory"):
+        net.save(str(tmp_path / "nowhere") + "/")
+
+
+def test_load_from_a_pipe_says_so(tmp_path, net):
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR)   # a writer, so that opening for reading does not block
+    try:
+        with pytest.raises(fn.ModelFileError, match="not a regular file"):
+            fn.load(path)
+    finally:
+        os.close(fd)
+
+
+def test_errors_from_inside_a_member_name_the_path(tmp_path, net):
+    path = tmp_path / "m.fnn"
+    net.save(path)
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, np.zeros(3, np.complex64))
+    members["theta.npy"] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(fn.ModelFileError) as info:
+        fn.load(path)
+    assert repr(str(path)) in str(info.value) and "complex64" in str(info.value)
+    assert "object" not in str(info.value)
+
+
+def test_a_network_pickled_on_a_backend_not_available_here_unpickles_on_cpu(net):
+    import pickle
+
+    state = net.__getstate__()
+    state["backend"] = "no-such-backend"
+    clone = fn.Network.__new__(fn.Network)
+    with pytest.warns(UserWarning, match="unpickled on 'cpu'"):
+        clone.__setstate__(state)
+    assert clone.backend == "cpu"
+    np.testing.assert_array_equal(clone.get_flat_params(), net.get_flat_params())
+    assert pickle.loads(pickle.dumps(clone)).backend == "cpu"

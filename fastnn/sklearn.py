@@ -50,8 +50,8 @@ Differences (all documented)
   rounding and pass its numerical estimator checks; ``dtype="float32"`` is faster.
 * ``backend`` (fastnn's own): ``"cpu"`` (Numba, default), ``"reference"`` (NumPy) or
   ``"cuda"``.  On the host backends ``coefs_`` / ``intercepts_`` are views of the
-  network's parameters (editing them in place changes the model; assigning a new list
-  calls ``Network.set_params``); on ``"cuda"`` they are host copies.
+  network's parameters (editing them in place changes the model; assigning a new list, or
+  an item of the list, calls ``Network.set_params``); on ``"cuda"`` they are host copies.
 * ``fit`` takes no ``sample_weight``.  Sparse input is accepted and densified.
 * Adam's ε is added to sqrt(v̂) (Kingma & Ba) rather than to sqrt(v) as scikit-learn
   does; the two differ only in ε's scale.
@@ -119,6 +119,42 @@ def _shuffled(sample_idx, random_state):
     order = np.arange(sample_idx.shape[0])
     random_state.shuffle(order)
     return sample_idx[order]
+
+
+try:
+    from sklearn.utils._param_validation import InvalidParameterError
+except ImportError:  # pragma: no cover - scikit-learn < 1.2
+    class InvalidParameterError(ValueError, TypeError):
+        """A constructor parameter has a bad type or value."""
+
+
+class _LayerList(list):
+    """``coefs_`` / ``intercepts_``: one array per layer.  Assigning an item (or a slice)
+    writes it through to the network, as an item of scikit-learn's plain list would change
+    its model; what would change the length is refused.  Copies and pickles are plain
+    lists."""
+
+    def __init__(self, items, owner, name):
+        super().__init__(items)
+        self._owner, self._name = owner, name
+
+    def __setitem__(self, index, value):
+        items = list(self)
+        items[index] = value
+        if len(items) != len(self):
+            raise ValueError(f"{self._name} has one array per layer ({len(self)})")
+        setattr(self._owner, self._name, items)   # the property's setter: checked, written
+        super().__setitem__(slice(None), getattr(self._owner, self._name))
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+    def _fixed_length(self, *args, **kwargs):
+        raise TypeError(f"{self._name} has one array per layer: assign an item or a whole "
+                        "new list")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _fixed_length
+    __delitem__ = __iadd__ = __imul__ = _fixed_length
 
 
 class _Diverged(ValueError):
@@ -208,8 +244,8 @@ class _BaseMLP(BaseEstimator):
         on the host backends)."""
         net = self._fitted_net()
         if net.backend == "cuda":
-            return [W for W, _ in net.params]
-        return [W for W, _ in net._Wb]
+            return _LayerList([W for W, _ in net.params], self, "coefs_")
+        return _LayerList([W for W, _ in net._Wb], self, "coefs_")
 
     @coefs_.setter
     def coefs_(self, value):
@@ -223,8 +259,8 @@ class _BaseMLP(BaseEstimator):
         """Biases per layer, b of shape (n_out,)."""
         net = self._fitted_net()
         if net.backend == "cuda":
-            return [b for _, b in net.params]
-        return [b for _, b in net._Wb]
+            return _LayerList([b for _, b in net.params], self, "intercepts_")
+        return _LayerList([b for _, b in net._Wb], self, "intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, value):
@@ -323,7 +359,10 @@ class _BaseMLP(BaseEstimator):
         training starts (a parameter, the data, the backend) leaves the estimator exactly
         as it was: its attributes are put back from ``saved`` (taken here when None)."""
         with self._unchanged_on_error(saved):
-            hidden = self._check_params()
+            try:
+                hidden = self._check_params()
+            except (TypeError, ValueError) as exc:   # as scikit-learn: both at once
+                raise InvalidParameterError(str(exc)) from None
             random_state = self.random_state
             try:
                 self._random_state = check_random_state(random_state)
@@ -345,8 +384,10 @@ class _BaseMLP(BaseEstimator):
                     raise ValueError(f"warm_start / partial_fit: the network has layer sizes "
                                      f"{net.sizes} but these data and parameters need "
                                      f"{expected}")
+            if self.solver in _STOCHASTIC:   # its checks and split: before anything trains
+                data = self._stochastic_data(X, Y, y_labels, incremental)
         if self.solver in _STOCHASTIC:
-            self._fit_stochastic(X, Y, y_labels, incremental)
+            self._fit_stochastic(*data, incremental)
         else:
             self._fit_lbfgs(X, Y)
         return self
@@ -377,24 +418,30 @@ class _BaseMLP(BaseEstimator):
                           "the data.", ConvergenceWarning, stacklevel=4)
         self._check_finite()
 
-    def _fit_stochastic(self, X, Y, y_labels, incremental):
+    def _stochastic_data(self, X, Y, y_labels, incremental):
+        """(X, Y, X_val, y_val): the training rows and, with early_stopping, the held-out
+        validation rows (scikit-learn's split, drawn after the initialization)."""
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if not self.early_stopping:
+            return X, Y, None, None
+        net = self.network_
+        stratify = y_labels if (self._stratify and self.n_outputs_ == 1) else None
+        X, X_val, Y, _, _, y_val = train_test_split(
+            X, Y, y_labels, random_state=self._random_state,
+            test_size=self.validation_fraction, stratify=stratify)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        X, Y = writable_contiguous(X, net.dtype), writable_contiguous(Y, net.dtype)
+        return X, Y, writable_contiguous(X_val, net.dtype), y_val
+
+    def _fit_stochastic(self, X, Y, X_val, y_val, incremental):
         net = self.network_
         if not incremental or "_optimizer" not in self.__dict__:
             self._optimizer = self._make_optimizer()
         optimizer = self._optimizer
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
-        if early_stopping:
-            stratify = y_labels if (self._stratify and self.n_outputs_ == 1) else None
-            X, X_val, Y, _, _, y_val = train_test_split(
-                X, Y, y_labels, random_state=self._random_state,
-                test_size=self.validation_fraction, stratify=stratify)
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            X, Y = writable_contiguous(X, net.dtype), writable_contiguous(Y, net.dtype)
-            X_val = writable_contiguous(X_val, net.dtype)
         n = X.shape[0]
         sample_idx = np.arange(n)
         if self.batch_size == "auto":
@@ -447,8 +494,7 @@ class _BaseMLP(BaseEstimator):
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(early_stopping, X_val if early_stopping
-                                                  else None, y_val if early_stopping else None)
+                self._update_no_improvement_count(early_stopping, X_val, y_val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     optimizer.lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -534,7 +580,7 @@ class _BaseMLP(BaseEstimator):
 
     def _score_validation(self, X_val, y_val):
         try:
-            y_pred = self._predict(X_val)
+            y_pred = self._predict(X_val, check_input=False)
         except ValueError:  # the outputs overflowed: no score (scikit-learn: NaN)
             return np.nan
         if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
@@ -548,11 +594,14 @@ class _BaseMLP(BaseEstimator):
                              "contain large values and need to be preprocessed.")
 
     # ------------------------------------------------------------------ predict
-    def _forward(self, X):
+    def _forward(self, X, check_input=True):
+        """The output activations.  check_input=False: X is already a dense array of the
+        network's dtype (the held-out rows of early stopping; validating them again would
+        warn about feature names, which a split array has lost, as scikit-learn avoids)."""
         check_is_fitted(self)
         net = self._follow_params()
-        X = _validate_data(self, X, accept_sparse=True, reset=False, dtype=net.dtype)
-        X = _dense(X)
+        if check_input:
+            X = _dense(_validate_data(self, X, accept_sparse=True, reset=False, dtype=net.dtype))
         return net.forward(X)
 
     def fit(self, X, y):
@@ -721,8 +770,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _score_function(self, y_true, y_pred):
         return accuracy_score(y_true, y_pred)
 
-    def _predict(self, X):
-        A = self._forward(X)
+    def _predict(self, X, check_input=True):
+        A = self._forward(X, check_input)
         if self.n_outputs_ == 1:
             A = A.ravel()
         return self._label_binarizer.inverse_transform(A)
@@ -754,7 +803,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """One epoch of sgd/adam over (X, y), keeping the optimizer's state between calls.
 
         classes : every class over all calls (required on the first call, as in
-        scikit-learn; not needed for multi-label indicator y).
+        scikit-learn, multi-label indicator y included).  The third positional argument:
+        scikit-learn >= 1.7 puts ``sample_weight`` there, so pass ``classes=`` by name.
         """
         with self._unchanged_on_error() as saved:
             if _check_partial_fit_first_call(self, classes):
@@ -782,6 +832,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     loss : {'squared_error', 'absolute_error'}, default='squared_error'
         'squared_error' as in scikit-learn; 'absolute_error' is fastnn's MAE (an extra).
+        With several outputs ``loss_`` averages either over the outputs.
         scikit-learn's 'poisson' is not supported.
 
     Multi-output y (n_samples, n_outputs) is supported; the gradient is scikit-learn's
@@ -852,22 +903,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _batch_loss(self, net, J, alpha, m, penalty=None):
         k = self.n_outputs_
-        if k == 1 or self.loss != "squared_error":
+        if k == 1:
             return J
         if penalty is None:
             penalty = net._penalty(alpha, m) if alpha else 0.0
         return (J - penalty) / k + penalty
 
     def _step_penalty(self, net, alpha, m):
-        if self.n_outputs_ == 1 or self.loss != "squared_error" or not alpha:
+        if self.n_outputs_ == 1 or not alpha:
             return None
         return net._penalty(alpha, m)
 
     def _score_function(self, y_true, y_pred):
         return r2_score(y_true, y_pred)
 
-    def _predict(self, X):
-        A = self._forward(X)
+    def _predict(self, X, check_input=True):
+        A = self._forward(X, check_input)
         return A.ravel() if A.shape[1] == 1 else A
 
     def predict(self, X):

@@ -480,3 +480,105 @@ def test_epoch_shuffle_draws_what_sklearn_shuffle_draws():
         for _ in range(3):
             idx_a, idx_b = _shuffled(idx_a, ours), shuffle(idx_b, random_state=theirs)
             np.testing.assert_array_equal(idx_a, idx_b)
+
+
+# ---------------------------------------------------------------- review findings
+
+@pytest.mark.parametrize("case", ["partial_fit with early_stopping", "too small a split",
+                                  "no split", "one-member class"])
+def test_a_fit_whose_validation_split_fails_leaves_the_estimator_as_it_was(case):
+    X, y = load_iris(return_X_y=True)
+    est = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", max_iter=5, random_state=0,
+                        backend=BACKEND)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    before = dict(est.__dict__)
+    proba = est.predict_proba(X)
+    X2, y2 = X, y
+    if case == "partial_fit with early_stopping":
+        est.set_params(early_stopping=True)
+    elif case == "too small a split":
+        est.set_params(early_stopping=True, validation_fraction=0.005)
+    elif case == "no split":
+        est.set_params(early_stopping=True, validation_fraction=0.0)
+    else:   # binary labels are split stratified: a class of one member cannot be
+        X2, y2 = X[:51], (np.arange(51) == 0).astype(int)
+        est.set_params(early_stopping=True)
+    with pytest.raises(ValueError):
+        est.partial_fit(X2, y2) if case.startswith("partial") else est.fit(X2, y2)
+    assert est.__dict__.keys() == before.keys()
+    assert all(est.__dict__[k] is before[k] for k in before if k not in (
+        "early_stopping", "validation_fraction"))
+    np.testing.assert_array_equal(est.predict_proba(X), proba)
+    fresh = MLPClassifier(solver="sgd", early_stopping=True, random_state=0, backend=BACKEND)
+    with pytest.raises(ValueError, match="early_stopping"):
+        fresh.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+
+
+def test_early_stopping_validates_the_data_once(monkeypatch):
+    """The held-out rows are scored without validating them again each epoch (that would
+    warn about feature names for a DataFrame, which the split rows no longer carry)."""
+    import fastnn.sklearn as fsk
+
+    calls = []
+    real = fsk._validate_data
+    monkeypatch.setattr(fsk, "_validate_data", lambda *a, **k: calls.append(1) or real(*a, **k))
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", max_iter=6, random_state=0,
+                            early_stopping=True, backend=BACKEND).fit(X, y)
+    assert len(est.validation_scores_) == 6 and len(calls) == 1
+
+
+@pytest.mark.parametrize("backend", [BACKEND, "reference"])
+def test_assigning_an_item_of_coefs_or_intercepts_changes_the_model_as_in_sklearn(backend):
+    X, y = load_iris(return_X_y=True)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkMLPClassifier(**kw).fit(X, y)
+        ours = MLPClassifier(**kw, backend=backend).fit(X, y)
+    for est in (sk, ours):
+        est.coefs_[-1] = np.zeros_like(est.coefs_[-1])
+        est.intercepts_[-1] = np.zeros_like(est.intercepts_[-1])
+    np.testing.assert_allclose(ours.predict_proba(X[:3]), 1 / 3)
+    np.testing.assert_allclose(ours.predict_proba(X[:3]), sk.predict_proba(X[:3]))
+    coefs = ours.coefs_
+    coefs[0] = np.ones_like(coefs[0])        # the list keeps pointing at the model
+    coefs[0][0, 0] = 5.0
+    assert ours.coefs_[0][0, 0] == 5.0 and ours.coefs_[0][1, 1] == 1.0
+    with pytest.raises(TypeError, match="one array per layer"):
+        ours.coefs_.append(np.zeros(3))
+    with pytest.raises(ValueError):
+        ours.coefs_[0] = np.zeros((2, 2))    # a wrong shape: refused, nothing changed
+    assert ours.coefs_[0][0, 0] == 5.0
+    assert type(pickle.loads(pickle.dumps(ours.coefs_))) is list
+
+
+def test_a_multi_output_absolute_error_loss_averages_over_the_outputs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 4))
+    Y = X[:, :3] * [1.0, 2.0, 3.0]
+    for k in (1, 3):
+        y = Y[:, 0] if k == 1 else Y
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", alpha=0.0, max_iter=30,
+                               loss="absolute_error", random_state=0, backend=BACKEND).fit(X, y)
+        pred = est.predict(X)
+        assert est.loss_ == pytest.approx(np.mean(np.abs(pred - y)), rel=1e-9)
+
+
+def test_bad_parameters_raise_sklearns_invalid_parameter_error():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = load_iris(return_X_y=True)
+    for bad in [{"shuffle": 1}, {"solver": "newton"}, {"hidden_layer_sizes": (5.0,)}]:
+        with pytest.raises(InvalidParameterError) as info:
+            MLPClassifier(**bad, backend=BACKEND).fit(X, y)
+        assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+        assert next(iter(bad)) in str(info.value)

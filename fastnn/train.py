@@ -139,10 +139,10 @@ def _call_back(callbacks, epoch, logs):
 
 
 def _patience(early_stopping):
-    if early_stopping is False or early_stopping is None:
+    if early_stopping is None:
         return None
-    if early_stopping is True:
-        return 10
+    if isinstance(early_stopping, (bool, np.bool_)):   # np.True_ as True
+        return 10 if early_stopping else None
     return check_int(early_stopping, "early_stopping (patience)", minimum=1)
 
 

@@ -4,7 +4,6 @@ A backend is imported only when first asked for, checked to export every name in
 ``fastnn.kernels.KERNEL_NAMES``, and never swapped for another silently.
 """
 import importlib
-import os
 import threading
 
 from . import kernels
@@ -16,9 +15,19 @@ _modules = {}
 _lock = threading.Lock()
 
 
+def _simulated():
+    """Whether numba runs CUDA on its simulator: numba reads NUMBA_ENABLE_CUDASIM once, when
+    it is imported, so the variable set later has no effect (and is not looked at)."""
+    try:   # where kernels/cuda.py reads it
+        from numba.cuda import config
+    except Exception:  # pragma: no cover - older layouts, or numba.cuda not importable
+        from numba.core import config
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
 def _cuda_problem():
     """Why the cuda backend cannot run here, or None when it can."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    if _simulated():
         try:
             from numba import cuda  # noqa: F401
         except Exception as exc:  # pragma: no cover - depends on the install
@@ -51,7 +60,10 @@ def get_backend(name):
                 problem = _cuda_problem()
                 if problem is not None:
                     raise RuntimeError(f"backend='cuda' is not available: {problem}")
-            module = importlib.import_module(f".kernels.{name}", __package__)
+            try:
+                module = importlib.import_module(f".kernels.{name}", __package__)
+            except ImportError as exc:   # e.g. the driver went away since the check
+                raise RuntimeError(f"backend={name!r} is not available: {exc}") from None
             missing = [k for k in kernels.KERNEL_NAMES if not hasattr(module, k)]
             if missing:
                 raise RuntimeError(f"backend {name!r} lacks kernels {missing}")

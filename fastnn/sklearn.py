@@ -51,7 +51,8 @@ Differences (all documented)
 * ``backend`` (fastnn's own): ``"cpu"`` (Numba, default), ``"reference"`` (NumPy) or
   ``"cuda"``.  On the host backends ``coefs_`` / ``intercepts_`` are views of the
   network's parameters (editing them in place changes the model; assigning a new list, or
-  an item of the list, calls ``Network.set_params``); on ``"cuda"`` they are host copies.
+  an item of the list, calls ``Network.set_params``); on ``"cuda"`` they are read-only
+  host copies (an in-place edit raises; assign an item or a new list instead).
 * ``fit`` takes no ``sample_weight``.  Sparse input is accepted and densified.
 * Adam's ε is added to sqrt(v̂) (Kingma & Ba) rather than to sqrt(v) as scikit-learn
   does; the two differ only in ε's scale.
@@ -126,6 +127,12 @@ try:
 except ImportError:  # pragma: no cover - scikit-learn < 1.2
     class InvalidParameterError(ValueError, TypeError):
         """A constructor parameter has a bad type or value."""
+
+
+def _read_only(a):
+    """A host copy that refuses in-place edits (which could not reach the device)."""
+    a.flags.writeable = False
+    return a
 
 
 class _LayerList(list):
@@ -244,7 +251,7 @@ class _BaseMLP(BaseEstimator):
         on the host backends)."""
         net = self._fitted_net()
         if net.backend == "cuda":
-            return _LayerList([W for W, _ in net.params], self, "coefs_")
+            return _LayerList([_read_only(W) for W, _ in net.params], self, "coefs_")
         return _LayerList([W for W, _ in net._Wb], self, "coefs_")
 
     @coefs_.setter
@@ -259,7 +266,7 @@ class _BaseMLP(BaseEstimator):
         """Biases per layer, b of shape (n_out,)."""
         net = self._fitted_net()
         if net.backend == "cuda":
-            return _LayerList([b for _, b in net.params], self, "intercepts_")
+            return _LayerList([_read_only(b) for _, b in net.params], self, "intercepts_")
         return _LayerList([b for _, b in net._Wb], self, "intercepts_")
 
     @intercepts_.setter

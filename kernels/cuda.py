@@ -56,6 +56,11 @@ except Exception:  # pragma: no cover - older layouts
 
 SIMULATOR = bool(getattr(_numba_config, "ENABLE_CUDASIM", 0))
 
+if SIMULATOR:   # the simulator's own thread-safety gaps (see _cudasim)
+    from . import _cudasim
+
+    _cudasim.install()
+
 if not SIMULATOR:
     try:
         _usable = cuda.is_available()
@@ -673,3 +678,7 @@ def to_host(x):
             x = cuda.as_cuda_array(x)
         return x.copy_to_host()
     return np.array(x, copy=True)
+
+
+if SIMULATOR:
+    _cudasim.serialize(globals())

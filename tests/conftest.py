@@ -12,9 +12,9 @@ from hypothesis import settings
 
 CUDASIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 if CUDASIM:
-    import _cudasim
+    from fastnn.kernels import _cudasim
 
-    _cudasim.install()  # the simulator's shared-array lookup races between threads
+    _cudasim.install()  # (kernels/cuda.py installs it too, when first imported)
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=20, deadline=None)

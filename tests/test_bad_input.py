@@ -496,7 +496,7 @@ TABLE = [
     ("cli-unknown-backend", lambda c: cli(["demo", "--backend", "gpu"]), CLIError,
      "argument --backend: invalid choice"),
     ("cli-epochs-not-int", lambda c: cli(["demo", "--epochs", "ten"]), CLIError,
-     "argument --epochs: invalid int value"),
+     "argument --epochs: 'ten' is not an int"),
     ("cli-zero-epochs", lambda c: cli(["demo", "--epochs", "0", "--quiet"]), (ValueError, CLIError),
      "epochs"),
 ]

@@ -316,7 +316,7 @@ def test_bad_codes_raise():
 
 
 def test_simulated_threads_of_a_block_share_one_shared_array():
-    """The simulator's shared-array lookup is patched (tests/_cudasim.py): threads that ask
+    """The simulator's shared-array lookup is patched (kernels/_cudasim.py): threads that ask
     at the same moment get one array, not one each.  (Unpatched, about 4% of these rounds
     split the array, so 100 rounds catch it with probability ~98%.)"""
     import sys
@@ -347,3 +347,54 @@ def test_simulated_threads_of_a_block_share_one_shared_array():
             assert got[0].shape == (4, 5) and got[0].dtype == np.float32
     finally:
         sys.setswitchinterval(old)
+
+
+def test_threads_predicting_with_one_cuda_network_get_the_serial_results():
+    """Under the simulator the backend takes one host thread at a time (kernels/_cudasim.py):
+    it cannot run two launches at once."""
+    import threading
+
+    import fastnn as fn
+
+    net = fn.Network([fn.Dense(5, "tanh"), fn.Dense(3, "softmax")], n_inputs=4, seed=0,
+                     backend="cuda")
+    Xs = [np.random.default_rng(i).standard_normal((6 + i, 4)) for i in range(3)]
+    serial = [net.predict_proba(X) for X in Xs]
+    got, errors = [None] * 3, []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                got[i] = net.predict_proba(Xs[i])
+        except Exception as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for a, b in zip(got, serial):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cuda_estimator_coefs_refuse_in_place_edits():
+    """On cuda coefs_ / intercepts_ are host copies: an in-place edit could not reach the
+    model, so it raises; assigning an item writes through."""
+    from fastnn.sklearn import MLPClassifier
+
+    X = np.random.default_rng(0).standard_normal((12, 3))
+    y = np.arange(12) % 3
+    clf = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=3, random_state=0,
+                        backend="cuda")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match="read-only"):
+        clf.coefs_[0][...] = 0.0
+    clf.coefs_[-1] = np.zeros_like(clf.coefs_[-1])
+    clf.intercepts_[-1] = np.zeros_like(clf.intercepts_[-1])
+    np.testing.assert_allclose(clf.predict_proba(X[:2]), 1 / 3)

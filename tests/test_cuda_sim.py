@@ -154,3 +154,24 @@ def test_missing_numba_cuda_is_named():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(CUDASIM, reason="needs a process without the simulator")
+def test_the_simulator_variable_set_after_numba_was_imported_is_not_taken_for_it():
+    """numba reads NUMBA_ENABLE_CUDASIM once, at import: setting it later does not make
+    the cuda backend available, and asking for it is the usual RuntimeError."""
+    code = ("import os, numba, fastnn\n"
+            "os.environ['NUMBA_ENABLE_CUDASIM'] = '1'\n"
+            "assert 'cuda' not in fastnn.available_backends(), fastnn.available_backends()\n"
+            "try:\n"
+            "    fastnn.Network([fastnn.Dense(1)], 2, backend='cuda')\n"
+            "except RuntimeError as e:\n"
+            "    assert \"backend='cuda' is not available\" in str(e), e\n"
+            "else:\n"
+            "    raise SystemExit('no RuntimeError')\n")
+    if _gpu_usable():
+        pytest.skip("a usable GPU is present")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

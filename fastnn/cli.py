@@ -322,7 +322,9 @@ def read_training_data(path, label=None, header=None, x_key="X", y_key="y"):
         i = int(np.flatnonzero(labels == "")[0])
         raise InputError(f"{path}: line {lines[i]}: the label is empty")
     missing = np.isin(np.char.lower(labels), _MISSING)
-    if missing.any():   # not a class of its own
+    if missing.any() and all(map(_is_number, labels[~missing])):
+        # among numbers, "NA" is a missing value, not a class of its own (among class
+        # names such as none / mild / severe it is a class)
         i = int(np.flatnonzero(missing)[0])
         raise InputError(f"{path}: line {lines[i]}: the label {str(labels[i])!r} is a "
                          "missing value")

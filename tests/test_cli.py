@@ -398,6 +398,16 @@ def test_a_label_that_is_not_a_finite_number_is_an_error(tmp_path, capsys, bad, 
     assert not (tmp_path / "m.fnn").exists()
 
 
+def test_a_class_named_like_a_missing_value_is_a_class_among_class_names(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2))
+    names = np.array(["none", "mild", "severe"])[np.arange(60) % 3]
+    data = write_csv(tmp_path / "s.csv", [[*map(str, x), c] for x, c in zip(X, names)],
+                     ["a", "b", "severity"])
+    code, _, err = run(["train", data, "-o", tmp_path / "m.fnn", *TRAIN], capsys)
+    assert code == 0 and "3 classes" in err
+
+
 def test_damaged_npz_inputs_are_one_line_errors(tmp_path, capsys):
     X = np.random.default_rng(0).normal(size=(50, 3))
     y = (X[:, 0] > 0).astype(int)

@@ -130,24 +130,27 @@ def _is_number(text):
 
 
 def _header_detected(rows, names_known=None):
-    """Whether the first row is a header: it has no numeric field; or a field of it is not
-    a number where every row below holds numbers (e.g. pandas' header 0,1,...,63,target);
-    or it lists `names_known` (the model's feature names) in order, with other fields
-    between them at most, when those names are distinct and cannot pass for a row of data
-    (three or more, or one that is not a number)."""
+    """Whether the first row is a header: it has no numeric field; or it is pandas' header
+    of unnamed columns, each number its own column position (0,1,...,63; two at least) and
+    the other fields names (e.g. ``target``; not empty, not a number, not a missing-value
+    mark, and not found again in their column, as a data row's class label would be); or it
+    lists `names_known` (the model's feature names) in order, with other fields between them
+    at most, when those names are distinct and cannot pass for a row of data (eight or
+    more, or one that is not a number)."""
     first = [field.strip() for field in rows[0]]
     if not any(_is_number(field) for field in first):
         return True
     if names_known and len(set(names_known)) == len(names_known) and (
-            len(names_known) >= 3 or not all(map(_is_number, names_known))):
+            len(names_known) >= 8 or not all(map(_is_number, names_known))):
         wanted = set(names_known)
         if [field for field in first if field in wanted] == list(names_known):
             return True
-    for j, field in enumerate(first):
-        if not _is_number(field) and len(rows) > 1 and all(
-                _is_number(row[j]) for row in rows[1:]):
-            return True
-    return False
+    named = [(j, field) for j, field in enumerate(first) if field != str(j)]
+    if not named or len(first) - len(named) < 2 or any(
+            _is_number(field) or field == "" or field.lower() in _MISSING for _, field in named):
+        return False
+    # a column's name is not one of its values (a class label of a data row recurs below)
+    return not any(row[j].strip() == field for j, field in named for row in rows[1:])
 
 
 def _read_csv(path, header, names_known=None):
@@ -924,10 +927,15 @@ def main(argv=None):
     if args.command is None:   # a usage error: the help goes to stderr
         parser.print_help(file=sys.stderr)
         return EXIT_BAD_INPUT
+    with warnings.catch_warnings():   # (restores the process's warning display after)
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args):
+    """Run the parsed command: its exit code; errors as one line (_error)."""
     from fastnn import get_backend
     from fastnn.train import TrainingDiverged
-
-    warnings.showwarning = _show_warning
 
     if getattr(args, "backend", None) is not None:
         try:

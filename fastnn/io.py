@@ -141,12 +141,12 @@ def load(path, backend=None):
         raise FileNotFoundError(f"path: no model file at {path!r}")
     if os.path.isdir(path):
         raise ModelFileError(f"{path!r} is a directory, not a fastnn model file")
+    # (before open: opening a FIFO would wait for a writer)
+    if not stat.S_ISREG(os.stat(path).st_mode):   # no size to check the members against
+        raise ModelFileError(f"{path!r} is not a regular file (a pipe or a device?); "
+                             "fastnn model files are read from regular files")
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):   # a pipe or a device has no size to check against
-            raise ModelFileError(f"{path!r} is not a regular file (a pipe or a device?); "
-                                 "fastnn model files are read from regular files")
-        size = st.st_size
+        size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise ModelFileError(f"{path!r} is empty (0 bytes): not a fastnn model file "
                                  "(truncated or corrupted)")

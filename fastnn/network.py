@@ -14,6 +14,7 @@ All parameters live in one unrolled vector θ = [W1.ravel(), b1, W2.ravel(), b2,
 Activation and delta buffers form a workspace per batch size, reused across steps, so a
 training step allocates nothing once its workspace exists.
 """
+import copy
 import math
 import warnings
 from collections import OrderedDict
@@ -610,14 +611,16 @@ class Network:
 
         theta, opt, opt_state = _snapshot(self)
         return {"config": self.get_config(), "backend": self.backend, "theta": theta,
-                "opt": opt, "opt_state": opt_state, "shuffle_rng": self._shuffle_rng}
+                "opt": opt, "opt_state": opt_state,
+                "shuffle_rng": copy.deepcopy(self._shuffle_rng)}   # copy.copy shares nothing
 
     def __setstate__(self, state):
         from .train import _restore
 
         cfg = state["config"]
         backend = state["backend"]
-        if backend not in available_backends():   # as fastnn.load: e.g. pickled on a GPU
+        if backend not in ("cpu", "reference") and backend not in available_backends():
+            # as fastnn.load: e.g. pickled on a GPU
             warnings.warn(f"this network was pickled on backend {backend!r}, which is not "
                           "available here; it is unpickled on 'cpu'", stacklevel=2)
             backend = "cpu"

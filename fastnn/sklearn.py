@@ -89,7 +89,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-from .backend import BACKENDS, DEFAULT_BACKEND
+from .backend import BACKENDS, DEFAULT_BACKEND, available_backends
 from .layers import Dense
 from .network import Network
 from .optim import LBFGS, SGD, Adam
@@ -138,20 +138,27 @@ def _read_only(a):
 class _LayerList(list):
     """``coefs_`` / ``intercepts_``: one array per layer.  Assigning an item (or a slice)
     writes it through to the network, as an item of scikit-learn's plain list would change
-    its model; what would change the length is refused.  Copies and pickles are plain
-    lists."""
+    its model; what would change the length is refused.  A list taken before a refit no
+    longer writes (the model it came from is gone, as in scikit-learn).  Copies, pickles
+    and ``+=`` give plain lists."""
 
     def __init__(self, items, owner, name):
         super().__init__(items)
         self._owner, self._name = owner, name
+        self._net = owner.__dict__.get("network_")
 
     def __setitem__(self, index, value):
+        if self._owner.__dict__.get("network_") is not self._net:   # refitted since
+            return super().__setitem__(index, value)
         items = list(self)
         items[index] = value
         if len(items) != len(self):
             raise ValueError(f"{self._name} has one array per layer ({len(self)})")
         setattr(self._owner, self._name, items)   # the property's setter: checked, written
         super().__setitem__(slice(None), getattr(self._owner, self._name))
+
+    def __iadd__(self, other):   # c += [x] rebinds c to a new plain list
+        return list(self) + list(other)
 
     def __reduce__(self):
         return list, (list(self),)
@@ -161,7 +168,7 @@ class _LayerList(list):
                         "new list")
 
     append = extend = insert = pop = remove = clear = sort = reverse = _fixed_length
-    __delitem__ = __iadd__ = __imul__ = _fixed_length
+    __delitem__ = __imul__ = _fixed_length
 
 
 class _Diverged(ValueError):
@@ -275,6 +282,19 @@ class _BaseMLP(BaseEstimator):
         if len(value) != len(net.layers):
             raise ValueError(f"intercepts_ must be a list of {len(net.layers)} arrays")
         net.set_params([(W, b) for (W, _), b in zip(net.params, value)])
+
+    def __setstate__(self, state):
+        """As scikit-learn's, and a model pickled on a backend not available here (its
+        network was unpickled on "cpu", with a warning) takes backend="cpu" too, so that
+        predict does not rebuild it on the missing one."""
+        super().__setstate__(state)
+        net = self.__dict__.get("network_")
+        if (net is not None and self.__dict__.get("backend") not in (None, net.backend)
+                and self.backend not in available_backends()):
+            warnings.warn(f"{type(self).__name__} was pickled with backend={self.backend!r}, "
+                          "which is not available here; its backend is set to 'cpu'",
+                          stacklevel=2)
+            self.backend = net.backend
 
     def _fitted_net(self):
         net = self.__dict__.get("network_")

@@ -121,11 +121,10 @@ def _validation(net, validation_data):
 
 
 def _evaluate(net, val):
+    """val_loss (Inf when it overflows: never an improvement) and val_accuracy."""
     Xv, Yv = val
     J, ws = net._cost(Xv, Yv, 0.0)
-    if not math.isfinite(J):   # θ is finite (checked after every epoch / iterate)
-        raise net._overflow(f"the validation loss ({J})", "validation_data X")
-    logs = {"val_loss": float(J)}
+    logs = {"val_loss": float(J) if math.isfinite(J) else math.inf}
     if net.loss in CLASSIFICATION:
         A = net._B.to_host(ws.A_out)
         logs["val_accuracy"] = accuracy(A, net._B.to_host(Yv), net.loss)
@@ -250,6 +249,11 @@ def fit(net, X, Y, optimizer="adam", epochs=None, batch_size=32, l2=0.0, validat
     m = X.shape[0]
     batch_size = m if batch_size is None else min(check_int(batch_size, "batch_size"), m)
     val = _validation(net, validation_data)
+    if val is not None:   # data too large for the dtype: refused before anything trains
+        J = net._cost(*val, 0.0)[0]
+        if not math.isfinite(J):
+            raise net._overflow(f"the validation loss at the initial parameters ({J})",
+                                "validation_data X or Y")
     history = History()
     net.history = history
     if isinstance(optimizer, LBFGS):
@@ -436,7 +440,6 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     from scipy.optimize import minimize
 
     maxiter = epochs
-    net._opt, net._opt_state = optimizer, None   # net.optimizer: the last fit's
     Xd, Yd = net._device(X, Y)
     B = net._B
     theta0 = net.get_flat_params()
@@ -502,4 +505,5 @@ def _fit_lbfgs(net, X, Y, optimizer, epochs, l2, val, history, progress, callbac
     if best_theta is not None:
         theta = best_theta
     net.set_flat_params(theta)
+    net._opt, net._opt_state = optimizer, None   # net.optimizer: the last fit's
     return history

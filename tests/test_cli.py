@@ -371,15 +371,19 @@ def test_no_command_prints_help(capsys):
 
 def test_pandas_style_numeric_header_is_detected(tmp_path, capsys):
     """pandas' DataFrame(X).assign(target=y).to_csv(index=False) writes 0,1,...,target:
-    a header with numbers in it; predict's file with header 0,1,... lists the features."""
-    X, y = _iris()
-    names = [str(j) for j in range(4)]
+    a header with numbers in it; predict's file with header 0,1,... lists the features
+    (eight or more all-numeric names: fewer could be a row of data)."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300] % 3
+    names = [str(j) for j in range(64)]
     data = write_csv(tmp_path / "d.csv", [[*map(str, x), str(t)] for x, t in zip(X, y)],
                      names + ["target"])
     new = write_csv(tmp_path / "new.csv", [[*map(str, x)] for x in X[:5]], names)
     model = tmp_path / "m.fnn"
     code, _, err = run(["train", data, "-o", model, *TRAIN], capsys)
-    assert code == 0 and "150 rows x 4 features" in err and "3 classes" in err
+    assert code == 0 and "300 rows x 64 features" in err and "3 classes" in err
     code, out, _ = run(["predict", "-m", model, "-i", new], capsys)
     header, column = read_column(out, from_text=True)
     assert code == 0 and header == ["target"] and len(column) == 5
@@ -494,3 +498,30 @@ def test_a_diverged_training_is_reported_once(iris_csv, tmp_path, capsys):
     code, _, err = run(["train", iris_csv, "-o", tmp_path / "m.fnn", "--optimizer", "sgd",
                         "--lr", "1e30", "--quiet"], capsys)
     assert code == 1 and err.count("training diverged") == 1
+
+
+@pytest.mark.parametrize("cell", ["", "NA", "x"])
+def test_a_first_data_row_with_a_bad_cell_is_an_error_not_a_header(tmp_path, capsys, cell):
+    rows = [["0.5", cell, "1.0", "1"]] + [[str(i), str(i + 1), str(i + 2), str(i % 2)]
+                                          for i in range(20)]
+    data = write_csv(tmp_path / "d.csv", rows)
+    code, _, err = run(["train", data, "-o", tmp_path / "m.fnn", *TRAIN], capsys)
+    assert code == 2 and "line 1" in err
+
+
+def test_a_headerless_row_of_class_names_is_data(tmp_path, capsys):
+    """0,1,yes: positions, then a name; but 'yes' recurs in its column, so it is a label."""
+    rng = np.random.default_rng(0)
+    rows = [["0", "1", "yes"]] + [[str(rng.integers(3)), str(rng.integers(3)),
+                                   ["yes", "no"][i % 2]] for i in range(30)]
+    data = write_csv(tmp_path / "d.csv", rows)
+    code, _, err = run(["train", data, "-o", tmp_path / "m.fnn", *TRAIN], capsys)
+    assert code == 0 and "31 rows x 2 features" in err
+
+
+def test_main_restores_the_warning_display(iris_csv, tmp_path, capsys):
+    import warnings
+
+    before = warnings.showwarning
+    assert run(["train", iris_csv, "-o", tmp_path / "m.fnn", *TRAIN], capsys)[0] == 0
+    assert warnings.showwarning is before

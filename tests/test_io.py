@@ -205,3 +205,21 @@ def test_a_network_pickled_on_a_backend_not_available_here_unpickles_on_cpu(net)
     assert clone.backend == "cpu"
     np.testing.assert_array_equal(clone.get_flat_params(), net.get_flat_params())
     assert pickle.loads(pickle.dumps(clone)).backend == "cpu"
+
+
+def test_load_from_a_fifo_without_a_writer_does_not_wait(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    code = ("import sys, fastnn\n"
+            "try:\n"
+            "    fastnn.load(sys.argv[1])\n"
+            "except fastnn.ModelFileError as e:\n"
+            "    assert 'not a regular file' in str(e), e\n"
+            "else:\n"
+            "    raise SystemExit('no error')\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -582,3 +582,36 @@ def test_bad_parameters_raise_sklearns_invalid_parameter_error():
             MLPClassifier(**bad, backend=BACKEND).fit(X, y)
         assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
         assert next(iter(bad)) in str(info.value)
+
+
+def test_a_coefs_list_from_before_a_refit_is_detached_and_plus_equals_gives_a_list():
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                            backend=BACKEND).fit(X, y)
+        stale = clf.coefs_
+        clf.fit(X, y)
+    proba = clf.predict_proba(X[:3])
+    stale[0] = np.zeros_like(stale[0])            # as in scikit-learn: the new model is not hit
+    np.testing.assert_array_equal(clf.predict_proba(X[:3]), proba)
+    c = clf.coefs_
+    c += [np.zeros(3)]
+    assert type(c) is list and len(c) == 3 and len(clf.coefs_) == 2
+
+
+def test_an_estimator_pickled_on_an_unavailable_backend_predicts_on_cpu():
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                            backend=BACKEND).fit(X, y)
+    state = dict(clf.__getstate__())
+    state["backend"] = "cuda"   # as if fitted on a GPU (its network then unpickles on cpu)
+    if "cuda" in __import__("fastnn").available_backends():
+        pytest.skip("the cuda backend is available here")
+    clone = MLPClassifier.__new__(MLPClassifier)
+    with pytest.warns(UserWarning, match="set to 'cpu'"):
+        clone.__setstate__(state)
+    assert clone.backend == clf.network_.backend
+    np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))

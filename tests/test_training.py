@@ -247,3 +247,52 @@ def test_probability_targets_are_rescaled_so_the_gradient_is_the_costs():
     assert fn.gradcheck(net, X, Y) < 1e-7
     np.testing.assert_array_equal(Y, before)   # the caller's array is not written
     assert net.cost(X, Y) == pytest.approx(net.cost(X, np.eye(3)[y]), rel=1e-12)
+
+
+def test_validation_data_that_overflows_is_refused_before_anything_trains():
+    X, y = small_problem()
+    net = small_net("cpu", act="relu")
+    before = net.get_flat_params()
+    opt = fn.Adam()
+    net.fit(X, y, optimizer=opt, epochs=1, progress=False)
+    trained, state = net.get_flat_params(), {k: np.copy(v) for k, v in net._opt_state.items()}
+    history = net.history
+    Xv, yv = np.ones((4, 5), np.float32), np.zeros(4)
+    reg = fn.Network([fn.Dense(4, "tanh"), fn.Dense(1)], n_inputs=5, seed=0)
+    with pytest.raises(ValueError, match="validation_data X or Y"):   # Y the cause here
+        reg.fit(X, np.zeros(64), epochs=2, progress=False,
+                validation_data=(Xv, np.full(4, 1e30)))
+    for optimizer in (opt, "lbfgs"):
+        with pytest.raises(ValueError, match="validation_data"):
+            net.fit(X, y, optimizer=optimizer, epochs=2, progress=False,
+                    validation_data=(np.full((4, 5), 3e38, np.float32), yv))
+        np.testing.assert_array_equal(net.get_flat_params(), trained)
+        assert net.optimizer is opt and net.history is history
+        for k, v in state.items():
+            np.testing.assert_array_equal(net._opt_state[k], v)
+    assert not np.array_equal(before, trained)
+
+
+def test_a_failed_lbfgs_fit_keeps_the_previous_optimizer():
+    X, y = small_problem()
+    net = small_net("cpu")
+    adam = fn.Adam()
+    net.fit(X, y, optimizer=adam, epochs=1, progress=False)
+    big = fn.Network([fn.Dense(8, "tanh"), fn.Dense(3, "softmax")], n_inputs=5, seed=3)
+    big.fit(X, y, optimizer=adam, epochs=1, progress=False)
+    big.set_flat_params(np.full(big.count_params(), 3e38, np.float32))
+    with pytest.raises(fn.TrainingDiverged):
+        big.fit(X * 1e3, y, optimizer="lbfgs", epochs=3, progress=False)
+    assert big.optimizer is adam and big._opt_state is not None
+
+
+def test_a_shallow_copy_of_a_network_shares_no_generator():
+    import copy
+
+    X, y = small_problem()
+    net = small_net("cpu")
+    net.fit(X, y, epochs=1, progress=False)
+    twin = copy.copy(net)
+    assert twin._shuffle_rng is not net._shuffle_rng
+    a = net._shuffle_rng.permutation(10)
+    np.testing.assert_array_equal(twin._shuffle_rng.permutation(10), a)

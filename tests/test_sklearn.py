@@ -584,14 +584,20 @@ def test_bad_parameters_raise_sklearns_invalid_parameter_error():
         assert next(iter(bad)) in str(info.value)
 
 
-def test_a_coefs_list_from_before_a_refit_is_detached_and_plus_equals_gives_a_list():
+def _small_iris_fit(clf=None):
+    """(X, y, a small MLPClassifier fitted on iris; or `clf` fitted again)."""
     X, y = load_iris(return_X_y=True)
+    clf = clf or MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                               backend=BACKEND)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
-                            backend=BACKEND).fit(X, y)
-        stale = clf.coefs_
-        clf.fit(X, y)
+        return X, y, clf.fit(X, y)
+
+
+def test_a_coefs_list_from_before_a_refit_is_detached_and_plus_equals_gives_a_list():
+    X, y, clf = _small_iris_fit()
+    stale = clf.coefs_
+    _small_iris_fit(clf)
     proba = clf.predict_proba(X[:3])
     stale[0] = np.zeros_like(stale[0])            # as in scikit-learn: the new model is not hit
     np.testing.assert_array_equal(clf.predict_proba(X[:3]), proba)
@@ -601,11 +607,7 @@ def test_a_coefs_list_from_before_a_refit_is_detached_and_plus_equals_gives_a_li
 
 
 def test_an_estimator_pickled_on_an_unavailable_backend_predicts_on_cpu():
-    X, y = load_iris(return_X_y=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
-                            backend=BACKEND).fit(X, y)
+    X, y, clf = _small_iris_fit()
     state = dict(clf.__getstate__())
     state["backend"] = "cuda"   # as if fitted on a GPU (its network then unpickles on cpu)
     if "cuda" in __import__("fastnn").available_backends():

@@ -25,6 +25,27 @@ FAST_BACKENDS = ["cuda"] if CUDASIM else ["cpu"]
 DTYPES = [np.float32, np.float64]
 
 
+def run_in_threads(work, n):
+    """Call work(i) for i in range(n), each in a thread of its own, all at once; returns
+    the exceptions they raised (empty when none did)."""
+    import threading
+
+    errors = []
+
+    def run(i):
+        try:
+            work(i)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def assert_close(actual, desired, dtype):
     """Equality within the one tolerance table (fastnn.kernels.TOLERANCES)."""
     from fastnn.kernels import allclose, tolerance

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CUDASIM, DTYPES, assert_close, rand, targets
+from conftest import CUDASIM, DTYPES, assert_close, rand, run_in_threads, targets
 
 if not CUDASIM:
     pytest.skip("cuda backend tests run under NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda_sim.py)",
@@ -352,28 +352,19 @@ def test_simulated_threads_of_a_block_share_one_shared_array():
 def test_threads_predicting_with_one_cuda_network_get_the_serial_results():
     """Under the simulator the backend takes one host thread at a time (kernels/_cudasim.py):
     it cannot run two launches at once."""
-    import threading
-
     import fastnn as fn
 
     net = fn.Network([fn.Dense(5, "tanh"), fn.Dense(3, "softmax")], n_inputs=4, seed=0,
                      backend="cuda")
     Xs = [np.random.default_rng(i).standard_normal((6 + i, 4)) for i in range(3)]
     serial = [net.predict_proba(X) for X in Xs]
-    got, errors = [None] * 3, []
+    got = [None] * 3
 
     def work(i):
-        try:
-            for _ in range(3):
-                got[i] = net.predict_proba(Xs[i])
-        except Exception as exc:  # pragma: no cover - the failure being tested
-            errors.append(exc)
+        for _ in range(3):
+            got[i] = net.predict_proba(Xs[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(work, 3)
     assert not errors, errors
     for a, b in zip(got, serial):
         np.testing.assert_array_equal(a, b)

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_in_threads
 
 import fastnn as fn
 
@@ -589,21 +590,13 @@ def _threads_vs_serial(backend, rounds=1):
     serial = [_train(backend, job) for job in JOBS]
     for _ in range(rounds):
         results = [None] * len(JOBS)
-        errors = []
         barrier = threading.Barrier(len(JOBS))
 
         def worker(i):
-            try:
-                barrier.wait()
-                results[i] = _train(backend, JOBS[i])
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+            barrier.wait()
+            results[i] = _train(backend, JOBS[i])
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(JOBS))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = run_in_threads(worker, len(JOBS))
         assert not errors, errors
         for job, (theta, loss, proba), (theta0, loss0, proba0) in zip(JOBS, results, serial):
             np.testing.assert_array_equal(theta, theta0, err_msg=f"job {job}")
@@ -628,26 +621,19 @@ def _one_network_in_threads(backend):
     batches = [X[:64], X[64:300]]
     want = [(net.predict_proba(b), net.evaluate(b, y[i * 64:i * 64 + len(b)]))
             for i, b in enumerate(batches)]
-    bad, errors = [], []
+    bad = []
     barrier = threading.Barrier(8)
 
     def worker(k):
-        try:
-            barrier.wait()
-            for r in range(40):
-                i = (k + r) % 2
-                p = net.predict_proba(batches[i])
-                e = net.evaluate(batches[i], y[i * 64:i * 64 + len(batches[i])])
-                if not (np.array_equal(p, want[i][0]) and e == want[i][1]):
-                    bad.append((k, r))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        barrier.wait()
+        for r in range(40):
+            i = (k + r) % 2
+            p = net.predict_proba(batches[i])
+            e = net.evaluate(batches[i], y[i * 64:i * 64 + len(batches[i])])
+            if not (np.array_equal(p, want[i][0]) and e == want[i][1]):
+                bad.append((k, r))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(worker, 8)
     assert not errors, errors
     assert not bad, f"{len(bad)} of 320 calls differ from the serial results"
     print("shared ok")

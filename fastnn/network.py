@@ -40,6 +40,8 @@ class Workspace:
     of one flat buffer ``work``, in that order (the layout a fused ``train_step`` takes).
 
     fused: whether the backend's one-call ``train_step`` can run a step of this size;
+    skinny: whether that step is the backend's skinny one (``train_step_skinny``);
+    skinny_forward: whether inference runs the backend's skinny forward;
     gather(): the (m, n_0) and (m, n_L) buffers its ``train_steps`` copies batches into."""
 
     def __init__(self, B, m, sizes, dtype, hidden):
@@ -56,6 +58,10 @@ class Workspace:
         fits = getattr(B, "train_step_fits", None)
         self.fused = hidden is not None and fits is not None and m > 0 and fits(m, sizes,
                                                                                hidden[0])
+        thin = getattr(B, "train_step_skinny", None)
+        self.skinny_forward = (hidden is not None and thin is not None and m > 0
+                               and thin(m, sizes, dtype))
+        self.skinny = self.fused and self.skinny_forward
 
     def gather(self):
         if self._gather is None:
@@ -183,7 +189,8 @@ class Network:
         self._ws_last = None    # the workspace used last (the end of _workspaces)
         self._owner = get_ident()   # the thread whose workspaces those are
         self._local = local()       # every other thread's own workspaces (_thread_workspace)
-        self._step_fns = {}     # optimizer code -> the backend's compiled one-call step
+        self._step_fns = {}     # (optimizer code, skinny) -> the backend's one-call step
+        self._skinny_fwd = None  # the backend's skinny inference, once used
         self._opt = None
         self._opt_state = None
 
@@ -334,7 +341,14 @@ class Network:
 
     def _forward_output(self, X):
         """Inference: the output activations of backend array X, in the workspace."""
-        return self._forward(X, self._workspace(X.shape[0]), training=False)
+        ws = self._workspace(X.shape[0])
+        if ws.skinny_forward:
+            if self._skinny_fwd is None:
+                self._skinny_fwd = self._B.skinny_forward_function(self._hidden[0],
+                                                                   self._out_act, self.dtype)
+            return self._skinny_fwd(X, self._theta, ws.work, self._sizes, self._hidden[1],
+                                    self._out_alpha)
+        return self._forward(X, ws, training=False)
 
     def _cost(self, X, Y, l2):
         """J for backend arrays X (m, n_0), Y (m, n_L): the training forward (output layer
@@ -392,22 +406,23 @@ class Network:
                 self._update(optimizer)
             return J
         code, lr, h1, h2, eps, s1, s2, t = args    # floats and an int (Optimizer.fused_args)
-        step = self._step_fns.get(code)
+        step = self._step_fns.get((code, ws.skinny))
         if step is None:
-            step = self._step_function(code)
+            step = self._step_function(code, ws.skinny)
         J = step(X, Y, self._theta, self._grad, ws.work, self._sizes, self._hidden[1],
                  self._out_alpha, float(l2), lr, h1, h2, eps, s1, s2, t)[0]
         if math.isfinite(J):
             optimizer.fused_done(self._opt_state, t)
         return J
 
-    def _step_function(self, code):
+    def _step_function(self, code, skinny):
         """The backend's compiled one-call step for optimizer code `code` (its
-        ``train_step_function``), kept per code: a tiny network's step takes a few
-        microseconds, and looking it up and converting its arguments on every step (what
-        ``train_step`` does) costs about one more."""
-        step = self._B.train_step_function(self._hidden[0], self._out_act, self._loss_code, code)
-        self._step_fns[code] = step
+        ``train_step_function``; the skinny one when `skinny`), kept per (code, skinny):
+        a tiny network's step takes a few microseconds, and looking it up and converting
+        its arguments on every step (what ``train_step`` does) costs about one more."""
+        step = self._B.train_step_function(self._hidden[0], self._out_act, self._loss_code, code,
+                                           self.dtype if skinny else None)
+        self._step_fns[code, skinny] = step
         return step
 
     def _run_epoch(self, X, Y, idx, batch_size, optimizer, l2, losses, between=None):

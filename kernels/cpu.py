@@ -1077,4 +1077,5 @@ def _plus_penalty(J, l2, m, ss):
 # ------------------------------------------------- the optional one-call training step
 
 from .cpu_step import (fits as train_step_fits, train_step,  # noqa: E402,F401 - needs the above
-                       train_step_function, train_steps)
+                       train_step_function, train_step_skinny, train_steps)
+from .cpu_skinny import forward_function as skinny_forward_function  # noqa: E402,F401

@@ -36,10 +36,14 @@ from . import IDENTITY, OPT_SGD
 
 
 def _make_step(key):
+    if key[4]:
+        from .cpu_skinny import _make_skinny_step
+
+        return _make_skinny_step(key)
     from .cpu import (_BWD, _FWD, _LOSS, _SER, _adam_range, _delta_ser, _plus_penalty,
                       _sgd_range, _ss_ser)
 
-    hidden, out_act, loss, opt = key
+    hidden, out_act, loss, opt = key[:4]
     fwd_hidden = _FWD[hidden][0]
     fwd_out = _FWD[IDENTITY][0]
     loss_fn = _LOSS[out_act * 8 + loss][0]
@@ -138,12 +142,12 @@ def _make_steps(key):
     return _compiled(steps, key)
 
 
-def _compiled(py_func, key):
+def _compiled(py_func, key, parallel=False):
     """njit(py_func) with the kernels' options, cached on disk under _StepCache's key."""
     from .cpu import _SER, _named
 
     _named("_".join(map(str, key)))(py_func)   # one symbol name per specialisation
-    dispatcher = njit(**dict(_SER, cache=False))(py_func)
+    dispatcher = njit(**dict(_SER, cache=False, parallel=parallel))(py_func)
     try:
         dispatcher._cache = _StepCache(py_func, key)
     except Exception:  # pragma: no cover - a numba without this cache API: compile per process
@@ -163,7 +167,8 @@ def _work_size(m, sizes):
 def _sources_digest():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256()
-    for name in ("__init__.py", "cpu.py", "cpu_blas.py", "cpu_step.py"):
+    for name in ("__init__.py", "cpu.py", "cpu_blas.py", "cpu_step.py", "cpu_skinny.py",
+                 "cpu_tiles.py"):
         with open(os.path.join(here, name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()
@@ -240,19 +245,32 @@ def train_step(X, Y, theta, grad, work, sizes, hidden_act, hidden_alpha, out_act
     placeholder when momentum is 0; s2 unused) or OPT_ADAM (h1, h2 = beta1, beta2; s1, s2 =
     first and second moments; t = the step number, from 1).  sizes: int64 array.
     """
-    step = train_step_function(hidden_act, out_act, loss, opt)
+    thin = X.dtype if train_step_skinny(X.shape[0], sizes, X.dtype) else None
+    step = train_step_function(hidden_act, out_act, loss, opt, thin)
     return step(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, float(l2), float(lr),
                 float(h1), float(h2), float(eps), s1, s2, int(t))[0]
 
 
-def train_step_function(hidden_act, out_act, loss, opt):
+def train_step_function(hidden_act, out_act, loss, opt, skinny=None):
     """The compiled step of train_step for these codes, to call without train_step's
     per-call lookup and conversions (a step of a tiny network takes a few microseconds):
     ``f(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, l2, lr, h1, h2, eps, s1,
     s2, t) -> (J, P)``, P the L2 term of J; the alphas (as the layers hold them), l2, lr,
     h1, h2 and eps Python floats, t a Python int (other types compile another
-    specialization)."""
-    return (_STEP or _steps())[(int(hidden_act), int(out_act), int(loss), int(opt))]
+    specialization).  skinny: None, or the float dtype of steps for which
+    ``train_step_skinny`` holds: then the skinny step (``cpu_skinny.py``), a Python
+    function around compiled parts, for those steps only."""
+    thin = 0 if skinny is None else np.dtype(skinny).itemsize
+    return (_STEP or _steps())[(int(hidden_act), int(out_act), int(loss), int(opt), thin)]
+
+
+def train_step_skinny(m, sizes, dtype):
+    """Whether a step of m examples of this network runs the skinny step
+    (``cpu_skinny.skinny``): train_step and train_steps choose it by this rule, and a
+    caller of train_step_function must too."""
+    from .cpu_skinny import skinny
+
+    return skinny(m, sizes, dtype)
 
 
 def train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes, hidden_act,
@@ -280,7 +298,36 @@ def train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes
                          "Xb, Yb, work, out); see its docstring")
     if count and idx.shape[0] and (idx.min() < 0 or idx.max() >= X.shape[0]):
         raise ValueError(f"train_steps: idx must index the {X.shape[0]} rows of X")
-    steps = (_MANY or _loops())[(int(hidden_act), int(out_act), int(loss), int(opt))]
+    codes = (int(hidden_act), int(out_act), int(loss), int(opt))
+    if train_step_skinny(batch, sizes, Xb.dtype):
+        return _python_steps(codes, X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work,
+                             sizes, hidden_alpha, out_alpha, float(l2), float(lr), float(h1),
+                             float(h2), float(eps), s1, s2, int(t), out)
+    steps = (_MANY or _loops())[codes + (0,)]
     return steps(X, Y, idx, int(first), int(batch), int(count), Xb, Yb, theta, grad, work,
                  sizes, hidden_alpha, out_alpha, float(l2), float(lr), float(h1), float(h2),
                  float(eps), s1, s2, int(t), out)
+
+
+def _python_steps(codes, X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes,
+                  alpha_h, alpha_o, l2, lr, h1, h2, eps, s1, s2, t, out):
+    """train_steps for a network whose steps are skinny: the same loop in Python (a
+    skinny step takes milliseconds; a few microseconds of Python each cost nothing), each
+    batch's step chosen as train_step chooses it."""
+    n = idx.shape[0]
+    table = _STEP or _steps()
+    for k in range(count):
+        s = (first + k) * batch
+        mb = min(batch, n - s)
+        rows = idx[s:s + mb]
+        np.take(X, rows, axis=0, out=Xb[:mb])
+        np.take(Y, rows, axis=0, out=Yb[:mb])
+        thin = Xb.itemsize if train_step_skinny(mb, sizes, Xb.dtype) else 0
+        J, pen = table[codes + (thin,)](Xb[:mb], Yb[:mb], theta, grad,
+                                        work[:work_size(mb, sizes)], sizes, alpha_h,
+                                        alpha_o, l2, lr, h1, h2, eps, s1, s2, t + k)
+        out[k, 0] = J
+        out[k, 1] = pen
+        if not math.isfinite(J):
+            return k
+    return count

@@ -296,7 +296,7 @@ def test_every_specialised_kernel_has_a_name_of_its_own():
     names += [f.py_func.__qualname__ for a in acts for f in C._BWD[a][:2]]
     names += [f.py_func.__qualname__ for key in (K.SIGMOID * 8 + K.BCE, K.TANH * 8 + K.MAE)
               for f in C._LOSS[key][:2]]
-    names += [cpu_step._steps()[(a, K.SIGMOID, K.BCE, K.OPT_SGD)].py_func.__qualname__
+    names += [cpu_step._steps()[(a, K.SIGMOID, K.BCE, K.OPT_SGD, 0)].py_func.__qualname__
               for a in acts]
     # identity's forward and backward have one variant (listed twice); all others differ
     assert len(set(names)) == len(names) - 2, sorted(names)

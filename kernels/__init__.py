@@ -45,14 +45,21 @@ runs exactly the kernels above in the order a step runs them (forward, loss_grad
 penalty, accumulate_delta / activation_backward per layer, sgd_update or adam_update by
 the optimizer code ``opt``: OPT_SGD or OPT_ADAM), ``train_step_fits(m, sizes,
 hidden_act)`` says whether a step of that size may use it, and
-``train_step_function(hidden_act, out_act, loss, opt)`` returns the compiled step itself,
-``f(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, l2, lr, h1, h2, eps, s1, s2,
-t) -> (J, its L2 term)``, which ``fastnn.Network`` keeps and calls directly.  With them
-may come a loop over such steps, ``train_steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes,
-..., t, out) -> steps done``: steps first .. first+count-1 of an epoch whose batches are
-the rows idx[s:s+batch] of X and Y, gathered into Xb, Yb; out[k] = (J, its L2 term); it
-stops after a step whose J is not finite (nothing updated).  The bits are those of
-``train_step`` on each gathered batch.
+``train_step_function(hidden_act, out_act, loss, opt, skinny=None)`` returns the compiled
+step itself, ``f(X, Y, theta, grad, work, sizes, hidden_alpha, out_alpha, l2, lr, h1, h2,
+eps, s1, s2, t) -> (J, its L2 term)``, which ``fastnn.Network`` keeps and calls directly.
+With them may come a loop over such steps, ``train_steps(X, Y, idx, first, batch, count,
+Xb, Yb, theta, grad, work, sizes, ..., t, out) -> steps done``: steps first ..
+first+count-1 of an epoch whose batches are the rows idx[s:s+batch] of X and Y, gathered
+into Xb, Yb; out[k] = (J, its L2 term); it stops after a step whose J is not finite
+(nothing updated).  The bits are those of ``train_step`` on each gathered batch.
+
+The cpu backend adds a path for *skinny* networks (``cpu_skinny.py``): where
+``train_step_skinny(m, sizes, dtype)`` holds, ``train_step`` and ``train_steps`` run
+another step (no BLAS; within the tolerance table of the one above, not bit for bit),
+``train_step_function(..., skinny=dtype)`` returns it, and
+``skinny_forward_function(hidden_act, out_act, dtype)`` returns the matching inference,
+``f(X, theta, work, sizes, hidden_alpha, out_alpha) -> A[L]``.
 
 Array helpers, so that the API layer never touches a device array itself:
 ``empty(shape, dtype)``, ``zeros(shape, dtype)``, ``to_device(x)`` (a C-contiguous host

@@ -15,10 +15,10 @@ Design:
   over the output (bias + activation, activation derivative, L2 term + bias gradient).
   Loop-nest products of our own lost to OpenBLAS at every workload shape, the tiny and
   skinny ones included (e.g. 209x20x7: 19 us vs 2.8 us; 32x16x16: 3.2 us vs 0.9 us; only
-  32x2x16 won, 0.6 vs 1.1 us), so there are none.  Register-tiled vector-FMA kernels did
-  better but still lost at all the shapes but one, and cost seconds of compile in every
-  caller (bench/results/2026-11-24-vm-own-gemm.md; tiles over unpacked operands:
-  ...-vm-skinny-tiles.md).
+  32x2x16 won, 0.6 vs 1.1 us), so there are none here.  Register-tiled vector-FMA
+  kernels win only where a skinny layer meets a large batch (bench/results/
+  2026-11-24-vm-own-gemm.md, ...-vm-skinny-tiles.md); networks made of such layers take
+  their own step and inference, with no BLAS at all (``cpu_skinny.py``, ``cpu_tiles.py``).
 * Kernels are specialised on the activation / loss code (closures over a constant, built
   on first use; numba prunes the other branches before compiling), so that a network
   compiles only what it uses and each compiled function stays small (cold compile time).

@@ -55,7 +55,7 @@ MAX_W1_BYTES = 256 * 1024
 #: the serial kernels' step, one compiled call, costs less than a parallel region
 MIN_WORK = 1 << 22
 #: groups of row blocks: the partial sums, and the parallel tasks
-GROUPS = 8
+GROUPS = 4
 #: first-layer multiply-adds from which the groups run on several threads
 PAR_WORK = 1 << 21
 #: bytes of X per row block (read once from memory, then from L2)

@@ -15,6 +15,9 @@ specialised, like the kernels, on the constants (hidden activation, output activ
 loss, optimizer) and compiled on first use.  A step whose cost J is not finite returns J
 before the backward pass: θ and the optimizer state are left as they were.
 
+Steps of skinny networks (``train_step_skinny``) run ``cpu_skinny``'s step instead: the
+tables below hold it under the same codes plus the dtype's itemsize (0 for this one).
+
 Shapes (m examples, layer widths sizes = [n_0, ..., n_L]):
     X (m, n_0), Y (m, n_L), C-contiguous;
     theta, grad: the unrolled parameters, per layer W (n_in, n_out) row-major then b (n_out);
@@ -194,8 +197,9 @@ class _StepCache(FunctionCache):
         return (sig, codegen.magic_tuple(), (code, consts))
 
 
-_STEP = None  # cpu._Table: (hidden act, output act, loss, optimizer) -> compiled step
-_MANY = None  # the same for the compiled loop over steps
+_STEP = None  # cpu._Table: (hidden act, output act, loss, optimizer, skinny itemsize or 0)
+#               -> step (compiled; the skinny ones, Python around compiled parts)
+_MANY = None  # the same for the compiled loop over steps (itemsize 0 only)
 
 
 def _steps():

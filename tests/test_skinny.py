@@ -263,3 +263,35 @@ def test_non_finite_cost_leaves_theta_and_state(_small):
     after = _state(net)
     for k in state:
         assert np.asarray(after[k]).tobytes() == np.asarray(state[k]).tobytes(), k
+
+
+def test_threads_train_and_predict_skinny_networks_at_once(_small):
+    """Networks trained in threads at once, and one network predicting from threads at
+    once (the groups' thread pool is shared), give the bits of calls made alone."""
+    from conftest import run_in_threads
+
+    X, Y = _data(64, 13, 3, "cross_entropy", np.float64, seed=7)
+
+    def train(seed):
+        net = _net("relu", "softmax", "cross_entropy", (9,), np.float64)
+        net.seed = seed
+        net.fit(X, Y, optimizer=fn.SGD(lr=0.1), epochs=2, batch_size=32, progress=False)
+        return net
+
+    alone = [train(s).get_flat_params().tobytes() for s in range(3)]
+    got = [None] * 3
+
+    def work(i):
+        got[i] = train(i).get_flat_params().tobytes()
+
+    assert run_in_threads(work, 3) == []
+    assert got == alone
+    net = train(0)
+    want = net.forward(X).tobytes()
+    out = [None] * 4
+
+    def predict(i):
+        out[i] = net.forward(X).tobytes()
+
+    assert run_in_threads(predict, 4) == []
+    assert out == [want] * 4

@@ -288,8 +288,8 @@ def _make_skinny_step(key):
         _run_shares(groups, (X, Y, theta, work, sizes, alpha_h, alpha_o, WT, pw, pb, Jb,
                              np.empty((G, _LOSS_BLOCK), np.float64)),
                     G, 1 if m * shapes[0][0] * shapes[0][1] < PAR_WORK else get_num_threads())
-        # J and its L2 term as the per-kernel step computes them (the blocks' shares in
-        # order, then / m); nothing updated when J is not finite
+        # J: the blocks' shares in order, then / m, plus the L2 term as the other step
+        # adds it; nothing is updated when J is not finite
         J = float(np.cumsum(Jb)[-1]) / m
         pen = 0.0
         if l2 != 0.0:

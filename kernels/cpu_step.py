@@ -145,12 +145,12 @@ def _make_steps(key):
     return _compiled(steps, key)
 
 
-def _compiled(py_func, key, parallel=False):
+def _compiled(py_func, key):
     """njit(py_func) with the kernels' options, cached on disk under _StepCache's key."""
     from .cpu import _SER, _named
 
     _named("_".join(map(str, key)))(py_func)   # one symbol name per specialisation
-    dispatcher = njit(**dict(_SER, cache=False, parallel=parallel))(py_func)
+    dispatcher = njit(**dict(_SER, cache=False))(py_func)
     try:
         dispatcher._cache = _StepCache(py_func, key)
     except Exception:  # pragma: no cover - a numba without this cache API: compile per process

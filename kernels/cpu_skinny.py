@@ -97,9 +97,18 @@ def _run_shares(fn, args, G, threads):
         if _pool is None or _pool._max_workers < T - 1:
             _pool = ThreadPoolExecutor(max_workers=T - 1, thread_name_prefix="fastnn")
         pool = _pool
-    futures = [pool.submit(fn, *args, k * G // T, (k + 1) * G // T) for k in range(1, T)]
+    futures = []
+    rest = G                           # groups rest .. G-1: shares no thread could take
+    for k in range(1, T):
+        try:
+            futures.append(pool.submit(fn, *args, k * G // T, (k + 1) * G // T))
+        except RuntimeError:           # no new threads: the interpreter is shutting down
+            rest = k * G // T
+            break
     try:
         fn(*args, 0, G // T)
+        if rest < G:
+            fn(*args, rest, G)
     finally:
         interrupted = None
         while True:

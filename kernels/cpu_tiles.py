@@ -13,12 +13,14 @@ weight gradient ``dW += A_prev.T @ dZ``.  B and C are row-major with N columns.
 
 Why: at a skinny layer (N <= 32 columns) BLAS spends as long packing the wide operand as
 multiplying (bench/results/2026-11-24-vm-skinny-tiles.md); these tiles read A and B where
-they lie.  They are used by the one-call step of networks whose layers are all skinny
-(``cpu_step.py``), which then runs no BLAS call at all: OpenBLAS's worker threads spin
-after each call and slow Numba's parallel regions that follow by about 2x.
+they lie.  They are used by the step and inference of networks whose layers are all
+skinny (``cpu_skinny.py``), which then call no BLAS at all: OpenBLAS's worker threads
+spin after each call and slow the threads that follow by about 2x.
 
-Tiles: 4 rows (or 1) of C by up to three AVX2 vectors of its columns (8 float32 / 4
-float64 entries each), then 4-, 2- and 1-wide pieces for the columns left over.  The
+Tiles: the columns that fill three AVX2 vectors (8 float32 / 4 float64 entries each) in
+tiles of 4 rows by 3 vectors; the columns left over in tiles of 8 rows (two vectors as
+6 + 2 rows, or one vector, then 4-, 2- and 1-wide pieces), so that enough independent
+chains hide the latency of the fused multiply-add; rows left over one at a time.  The
 accumulators stay in registers through the sum over p, which runs in chunks of KB terms
 whose rows of B stay in L1; each chunk's sum is an in-order chain of fused multiply-adds
 from zero, added to C in chunk order, so every entry of C is the same chain of operations

@@ -711,6 +711,44 @@ def _named(tag):
 # ------------------------------------------------------------ kernels, per activation
 # Built on first use of a code (_Table below); act / loss are closure constants.
 
+def _fwd_rows_of(act):
+    """A[r0:r1] = g(A[r0:r1] + b) for the activation code act (a constant: numba prunes the
+    other branches; identity adds the bias), inlined into its callers."""
+    @njit(**_LOOP)
+    def fwd_rows(A, b, alpha, r0, r1):
+        if act == RELU:
+            _fwd_relu_rows(A, b, alpha, r0, r1)
+        elif act == LEAKY_RELU:
+            _fwd_leaky_rows(A, b, alpha, r0, r1)
+        elif act == SIGMOID:
+            _fwd_sigmoid_rows(A, b, alpha, r0, r1)
+        elif act == TANH:
+            _fwd_tanh_rows(A, b, alpha, r0, r1)
+        elif act == SOFTMAX:
+            _fwd_softmax_rows(A, b, alpha, r0, r1)
+        else:
+            _add_bias_rows(A, b, r0, r1)
+
+    return fwd_rows
+
+
+def _bwd_rows_of(act):
+    """out[r0:r1] *= g'(A_prev[r0:r1]) for the activation code act (identity: nothing),
+    inlined into its callers."""
+    @njit(**_LOOP)
+    def bwd_rows(A_prev, alpha, out, r0, r1):
+        if act == SIGMOID:
+            _bwd_sigmoid_rows(A_prev, alpha, out, r0, r1)
+        elif act == TANH:
+            _bwd_tanh_rows(A_prev, alpha, out, r0, r1)
+        elif act == RELU:
+            _bwd_relu_rows(A_prev, alpha, out, r0, r1)
+        elif act == LEAKY_RELU:
+            _bwd_leaky_rows(A_prev, alpha, out, r0, r1)
+
+    return bwd_rows
+
+
 def _make_fwd(act):
     """(serial, parallel) A = g(X @ W + b) for one activation code."""
     if act == IDENTITY:
@@ -725,21 +763,13 @@ def _make_fwd(act):
 
         return fwd_identity, fwd_identity
 
+    rows = _fwd_rows_of(act)
+
     @njit(**_SER)
     @_named(act)
     def fwd_ser(X, W, b, alpha, A):
         _gemm(X, W, A, False, False, 0.0)
-        m = A.shape[0]
-        if act == RELU:
-            _fwd_relu_rows(A, b, alpha, 0, m)
-        elif act == LEAKY_RELU:
-            _fwd_leaky_rows(A, b, alpha, 0, m)
-        elif act == SIGMOID:
-            _fwd_sigmoid_rows(A, b, alpha, 0, m)
-        elif act == TANH:
-            _fwd_tanh_rows(A, b, alpha, 0, m)
-        else:
-            _fwd_softmax_rows(A, b, alpha, 0, m)
+        rows(A, b, alpha, 0, A.shape[0])
 
     @njit(**_PAR)
     @_named(act)
@@ -750,16 +780,7 @@ def _make_fwd(act):
         for c in prange(nch):
             r0 = c * m // nch
             r1 = (c + 1) * m // nch
-            if act == RELU:
-                _fwd_relu_rows(A, b, alpha, r0, r1)
-            elif act == LEAKY_RELU:
-                _fwd_leaky_rows(A, b, alpha, r0, r1)
-            elif act == SIGMOID:
-                _fwd_sigmoid_rows(A, b, alpha, r0, r1)
-            elif act == TANH:
-                _fwd_tanh_rows(A, b, alpha, r0, r1)
-            else:
-                _fwd_softmax_rows(A, b, alpha, r0, r1)
+            rows(A, b, alpha, r0, r1)
 
     return fwd_ser, fwd_par
 
@@ -774,19 +795,13 @@ def _make_bwd(act):
 
         return bwd_identity, bwd_identity
 
+    rows = _bwd_rows_of(act)
+
     @njit(**_SER)
     @_named(act)
     def bwd_ser(dZ, W, A_prev, alpha, dZ_prev):
         _gemm(dZ, W, dZ_prev, False, True, 0.0)
-        m = dZ_prev.shape[0]
-        if act == SIGMOID:
-            _bwd_sigmoid_rows(A_prev, alpha, dZ_prev, 0, m)
-        elif act == TANH:
-            _bwd_tanh_rows(A_prev, alpha, dZ_prev, 0, m)
-        elif act == RELU:
-            _bwd_relu_rows(A_prev, alpha, dZ_prev, 0, m)
-        else:
-            _bwd_leaky_rows(A_prev, alpha, dZ_prev, 0, m)
+        rows(A_prev, alpha, dZ_prev, 0, dZ_prev.shape[0])
 
     @njit(**_PAR)
     @_named(act)
@@ -797,14 +812,7 @@ def _make_bwd(act):
         for c in prange(nch):
             r0 = c * m // nch
             r1 = (c + 1) * m // nch
-            if act == SIGMOID:
-                _bwd_sigmoid_rows(A_prev, alpha, dZ_prev, r0, r1)
-            elif act == TANH:
-                _bwd_tanh_rows(A_prev, alpha, dZ_prev, r0, r1)
-            elif act == RELU:
-                _bwd_relu_rows(A_prev, alpha, dZ_prev, r0, r1)
-            else:
-                _bwd_leaky_rows(A_prev, alpha, dZ_prev, r0, r1)
+            rows(A_prev, alpha, dZ_prev, r0, r1)
 
     return bwd_ser, bwd_par
 

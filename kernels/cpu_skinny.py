@@ -41,8 +41,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 from numba import get_num_threads, njit
 
-from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, OPT_SGD, RELU, SIGMOID, SOFTMAX,
-               TANH)
+from . import BCE, CROSS_ENTROPY, IDENTITY, OPT_SGD, SIGMOID, SOFTMAX
 
 #: the widest layer of a skinny network (the tiles' columns)
 MAX_WIDTH = 32
@@ -134,31 +133,10 @@ def _make_forward_rows(hidden, last):
     """forward_rows(X, theta, work, sizes, alpha_h, alpha_o, r0, r1) -> the offset of A[L]
     in work: rows r0:r1 of every layer's A (of the last layer, g(Z) for the activation
     code `last`: IDENTITY when training keeps Z), inlined into each caller."""
-    from .cpu import (_add_bias_rows, _fwd_leaky_rows, _fwd_relu_rows, _fwd_sigmoid_rows,
-                      _fwd_softmax_rows, _fwd_tanh_rows, _LOOP, _like)
+    from .cpu import _LOOP, _fwd_rows_of, _like
     from .cpu_tiles import _mm
 
-    def rows_act(act):
-        """A[r0:r1] = g(A[r0:r1] + b) for activation code act (a constant: numba prunes
-        the other branches)."""
-        @njit(**_LOOP)
-        def act_rows(A, b, alpha, r0, r1):
-            if act == SIGMOID:
-                _fwd_sigmoid_rows(A, b, alpha, r0, r1)
-            elif act == TANH:
-                _fwd_tanh_rows(A, b, alpha, r0, r1)
-            elif act == RELU:
-                _fwd_relu_rows(A, b, alpha, r0, r1)
-            elif act == LEAKY_RELU:
-                _fwd_leaky_rows(A, b, alpha, r0, r1)
-            elif act == SOFTMAX:
-                _fwd_softmax_rows(A, b, alpha, r0, r1)
-            else:
-                _add_bias_rows(A, b, r0, r1)
-
-        return act_rows
-
-    hidden_rows, last_rows = rows_act(hidden), rows_act(last)
+    hidden_rows, last_rows = _fwd_rows_of(hidden), _fwd_rows_of(last)
 
     @njit(**_LOOP)
     def forward_rows(X, theta, work, sizes, alpha_h, alpha_o, r0, r1):
@@ -192,8 +170,7 @@ def _make_forward_rows(hidden, last):
 
 
 def _make_skinny_step(key):
-    from .cpu import (_LOSS_BLOCK, _SER, _adam_ser, _bwd_leaky_rows, _bwd_relu_rows,
-                      _bwd_sigmoid_rows, _bwd_tanh_rows, _like, _loss_generic_rows,
+    from .cpu import (_LOSS_BLOCK, _SER, _adam_ser, _bwd_rows_of, _like, _loss_generic_rows,
                       _loss_sigmoid_bce_rows, _loss_softmax_ce_rows, _plus_penalty, _sgd_ser,
                       _ss_ser)
     from .cpu_step import _compiled
@@ -204,6 +181,7 @@ def _make_skinny_step(key):
     fused = 1 if (out_act == SIGMOID and loss == BCE) else (
         2 if (out_act == SOFTMAX and loss == CROSS_ENTROPY) else 0)
     forward_rows = _make_forward_rows(hidden, IDENTITY)
+    bwd_rows = _bwd_rows_of(hidden)
 
     @njit(**dict(_SER, cache=False))
     def block(X, Y, theta, work, sizes, alpha_h, alpha_o, WT, pw, pb, r0, r1, buf):
@@ -256,15 +234,8 @@ def _make_skinny_step(key):
                         row[j] = zero
                 _mm(work, dzo + r0 * n_out, n_out, 1, rb, n_out, WT, off, n_in, work,
                     dz_end - m * n_in + r0 * n_in)
-                A_prev = work[pbase:pbase + m * n_in].reshape((m, n_in))
-                if hidden == SIGMOID:
-                    _bwd_sigmoid_rows(A_prev, alpha_h, dZ_prev, r0, r1)
-                elif hidden == TANH:
-                    _bwd_tanh_rows(A_prev, alpha_h, dZ_prev, r0, r1)
-                elif hidden == RELU:
-                    _bwd_relu_rows(A_prev, alpha_h, dZ_prev, r0, r1)
-                elif hidden == LEAKY_RELU:
-                    _bwd_leaky_rows(A_prev, alpha_h, dZ_prev, r0, r1)
+                bwd_rows(work[pbase:pbase + m * n_in].reshape((m, n_in)), alpha_h, dZ_prev,
+                         r0, r1)
                 dZ = dZ_prev
         return J
 

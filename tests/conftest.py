@@ -65,6 +65,20 @@ def rand(rng, shape, dtype, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(dtype)
 
 
+def network_data(m, n_in, k, loss, dtype, seed=0):
+    """Network-level data: X (m, n_in) standard normal, Y (m, k) for a loss name (one-hot
+    rows for cross_entropy, 0/1 for bce, real values otherwise)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n_in)).astype(dtype)
+    if loss == "cross_entropy":
+        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, m)]
+    elif loss == "bce":
+        Y = (rng.random((m, k)) < 0.5).astype(dtype)
+    else:
+        Y = rng.standard_normal((m, k)).astype(dtype)
+    return X, Y
+
+
 def targets(rng, m, k, loss, dtype):
     """Kernel-level targets Y (m, k) for a loss code: one-hot rows, 0/1, or real values."""
     from fastnn import kernels as K

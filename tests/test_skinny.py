@@ -16,7 +16,7 @@ import fastnn as fn
 from fastnn.kernels import cpu_skinny as S
 from fastnn.kernels import cpu_tiles as T
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, network_data as _data
 
 #: (dtype, hidden act, output act, loss, optimizer): every hidden activation, every output
 #: / loss pairing, both optimizers and both dtypes at least once; each is a compiled step
@@ -48,18 +48,6 @@ def _small(monkeypatch):
 def _net(hidden, out, loss, units, dtype, backend="cpu", n_in=13, k=3):
     layers = [fn.Dense(u, hidden) for u in units] + [fn.Dense(k, out)]
     return fn.Network(layers, n_inputs=n_in, loss=loss, dtype=dtype, backend=backend, seed=4)
-
-
-def _data(m, n_in, k, loss, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((m, n_in)).astype(dtype)
-    if loss == "cross_entropy":
-        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, m)]
-    elif loss == "bce":
-        Y = (rng.random((m, k)) < 0.5).astype(dtype)
-    else:
-        Y = rng.standard_normal((m, k)).astype(dtype)
-    return X, Y
 
 
 def _steps(net, X, Y, opt, l2, n, fused=True):

@@ -11,7 +11,7 @@ import fastnn as fn
 from fastnn import kernels as K
 from fastnn.kernels import cpu as C
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, network_data as _data
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
 OUTPUTS = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"),
@@ -23,18 +23,6 @@ OPTIMIZERS = [lambda: fn.SGD(lr=0.1), lambda: fn.SGD(lr=0.05, momentum=0.9),
 def _net(hidden, out, loss, units, dtype, backend, n_in=5, k=3):
     layers = [fn.Dense(u, hidden) for u in units] + [fn.Dense(k, out)]
     return fn.Network(layers, n_inputs=n_in, loss=loss, dtype=dtype, backend=backend, seed=4)
-
-
-def _data(m, n_in, k, loss, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((m, n_in)).astype(dtype)
-    if loss == "cross_entropy":
-        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, m)]
-    elif loss == "bce":
-        Y = (rng.random((m, k)) < 0.5).astype(dtype)
-    else:
-        Y = rng.standard_normal((m, k)).astype(dtype)
-    return X, Y
 
 
 def _steps(net, X, Y, opt, l2, n, fused, validate=True):

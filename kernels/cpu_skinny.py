@@ -64,10 +64,12 @@ _BLOCK_BYTES = 128 * 1024
 def skinny(m, sizes, dtype):
     """Whether a step of m examples of a network of layer widths `sizes` (n_0 .. n_L) and
     float dtype `dtype` runs the skinny step."""
-    sizes = [int(n) for n in sizes]
-    w1 = sizes[0] * sizes[1] if len(sizes) >= 2 else 0
-    return (w1 >= MIN_W1 and max(sizes[1:]) <= MAX_WIDTH and m * w1 >= MIN_WORK
-            and w1 * np.dtype(dtype).itemsize <= MAX_W1_BYTES)
+    if len(sizes) < 2:
+        return False
+    w1 = int(sizes[0]) * int(sizes[1])
+    # the cheap tests first: a fit of a small network asks once an epoch
+    return (w1 >= MIN_W1 and m * w1 >= MIN_WORK and w1 * np.dtype(dtype).itemsize <= MAX_W1_BYTES
+            and max(int(n) for n in sizes[1:]) <= MAX_WIDTH)
 
 
 _pool = None

@@ -482,6 +482,33 @@ def test_epoch_shuffle_draws_what_sklearn_shuffle_draws():
             np.testing.assert_array_equal(idx_a, idx_b)
 
 
+@pytest.mark.parametrize("fit_on, y", [
+    (np.arange(10), np.random.default_rng(0).integers(0, 10, 200)),     # multiclass
+    (np.array([3, 7]), np.array([7, 3, 3, 7, 7])),                       # binary
+    (np.array([0, 1, 2]), np.array([0, 2, 2])),                          # a subset (partial_fit)
+    (np.array([0, 1]), np.array([1, 1])),                                # one class of two
+    (np.array(["b", "a", "c"]), np.array(["c", "a", "b", "a"])),         # strings
+    (np.array(["x", "y"], dtype=object), np.array(["y", "x"], dtype=object)),
+    (np.array([True, False]), np.array([True, True, False])),            # booleans
+    (np.array([5, 5]), np.array([5, 5, 5])),                             # one class: the binarizer
+    (np.array([0, 1]), np.array([0, 5])),                                # unseen: the binarizer
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_direct_indicators_are_the_label_binarizers(fit_on, y, dtype):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastnn.sklearn import _indicators
+
+    lb = LabelBinarizer().fit(fit_on)
+    got = _indicators(lb, y, dtype)
+    if len(lb.classes_) < 2 or not np.isin(y, lb.classes_).all():
+        assert got is None
+        return
+    want = lb.transform(y)
+    assert got.dtype == dtype and got.flags.c_contiguous and got.flags.writeable
+    np.testing.assert_array_equal(got, want)
+
+
 # ---------------------------------------------------------------- review findings
 
 @pytest.mark.parametrize("case", ["partial_fit with early_stopping", "too small a split",

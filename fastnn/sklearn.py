@@ -127,8 +127,8 @@ def _indicators(binarizer, y, dtype):
     of binary or multiclass labels, all of them in ``binarizer.classes_`` (sorted, as a
     fitted LabelBinarizer keeps them) with 0/1 labels: one column (y == classes_[1]) for
     two classes, else one-hot columns.  None in any other case (the caller then runs the
-    binarizer).  The binarizer's own transform re-checks the targets' type twice, ~1.5 ms
-    for digits: a tenth of a small fit's time outside its compiled steps."""
+    binarizer).  The binarizer's own transform re-checks the targets' type twice: 1.5 ms
+    of a ~45 ms digits fit, against 0.03 ms here."""
     classes = binarizer.classes_
     k = len(classes)
     if (y.ndim != 1 or binarizer.y_type_ not in ("binary", "multiclass") or k < 2

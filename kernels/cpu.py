@@ -327,6 +327,16 @@ def _flat(A, r0, r1):
 
 
 @njit(**_LOOP)
+def _zero_rows(A, r0, r1):
+    """A[r0:r1] = 0 (for products that add into their output)."""
+    zero = _like(0.0, A)
+    for i in range(r0, r1):
+        row = A[i]
+        for j in range(row.shape[0]):
+            row[j] = zero
+
+
+@njit(**_LOOP)
 def _add_bias_rows(A, b, r0, r1):
     for i in range(r0, r1):
         row = A[i]

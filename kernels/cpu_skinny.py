@@ -135,7 +135,7 @@ def _make_forward_rows(hidden, last):
     """forward_rows(X, theta, work, sizes, alpha_h, alpha_o, r0, r1) -> the offset of A[L]
     in work: rows r0:r1 of every layer's A (of the last layer, g(Z) for the activation
     code `last`: IDENTITY when training keeps Z), inlined into each caller."""
-    from .cpu import _LOOP, _fwd_rows_of, _like
+    from .cpu import _LOOP, _fwd_rows_of, _zero_rows
     from .cpu_tiles import _mm
 
     hidden_rows, last_rows = _fwd_rows_of(hidden), _fwd_rows_of(last)
@@ -152,11 +152,7 @@ def _make_forward_rows(hidden, last):
             n_in, n_out = sizes[l], sizes[l + 1]
             A = work[woff:woff + m * n_out].reshape((m, n_out))
             b = theta[off + n_in * n_out:off + n_in * n_out + n_out]
-            zero = _like(0.0, A)
-            for i in range(r0, r1):
-                row = A[i]
-                for j in range(n_out):
-                    row[j] = zero
+            _zero_rows(A, r0, r1)
             _mm(prev, pbase + r0 * n_in, n_in, 1, rb, n_in, theta, off, n_out, work,
                 woff + r0 * n_out)
             if l < L - 1:
@@ -172,9 +168,9 @@ def _make_forward_rows(hidden, last):
 
 
 def _make_skinny_step(key):
-    from .cpu import (_LOSS_BLOCK, _SER, _adam_ser, _bwd_rows_of, _like, _loss_generic_rows,
+    from .cpu import (_LOSS_BLOCK, _SER, _adam_ser, _bwd_rows_of, _loss_generic_rows,
                       _loss_sigmoid_bce_rows, _loss_softmax_ce_rows, _plus_penalty, _sgd_ser,
-                      _ss_ser)
+                      _ss_ser, _zero_rows)
     from .cpu_step import _compiled
     from .cpu_tiles import _mm, install
 
@@ -229,11 +225,7 @@ def _make_skinny_step(key):
             if l > 0:
                 dz_end = dzo
                 dZ_prev = work[dz_end - m * n_in:dz_end].reshape((m, n_in))
-                zero = _like(0.0, dZ_prev)
-                for i in range(r0, r1):
-                    row = dZ_prev[i]
-                    for j in range(n_in):
-                        row[j] = zero
+                _zero_rows(dZ_prev, r0, r1)
                 _mm(work, dzo + r0 * n_out, n_out, 1, rb, n_out, WT, off, n_in, work,
                     dz_end - m * n_in + r0 * n_in)
                 bwd_rows(work[pbase:pbase + m * n_in].reshape((m, n_in)), alpha_h, dZ_prev,

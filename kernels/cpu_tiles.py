@@ -17,14 +17,19 @@ they lie.  They are used by the step and inference of networks whose layers are 
 skinny (``cpu_skinny.py``), which then call no BLAS at all: OpenBLAS's worker threads
 spin after each call and slow the threads that follow by about 2x.
 
-Tiles: the columns that fill three AVX2 vectors (8 float32 / 4 float64 entries each) in
-tiles of 4 rows by 3 vectors; the columns left over in tiles of 8 rows (two vectors as
-6 + 2 rows, or one vector, then 4-, 2- and 1-wide pieces), so that enough independent
+Tiles: the columns that fill three vectors in tiles of R rows by 3 vectors; the columns
+left over in tiles of 8 rows (two vectors as 6 + 2 rows, or one vector, then pieces half,
+a quarter ... of a vector wide, down to 1), so that enough independent
 chains hide the latency of the fused multiply-add; rows left over one at a time.  The
 accumulators stay in registers through the sum over p, which runs in chunks of KB terms
 whose rows of B stay in L1; each chunk's sum is an in-order chain of fused multiply-adds
 from zero, added to C in chunk order, so every entry of C is the same chain of operations
 whichever tile computes it, and float32 errors grow like (KB + K/KB) eps, not K eps.
+
+Vectors: AVX-512's (16 float32 / 8 float64 entries, R = 6) where the host has AVX-512F,
+else AVX2's (8 / 4, R = 4): ``VECTOR_BYTES``, from the host CPU, as numba's on-disk cache
+is keyed.  The width changes which tile computes an entry, not its chain of operations,
+so both widths give the same bits (tested).
 
 Compile time: ``_mm`` compiles into each caller as one call to an external symbol
 (``fastnn_tile_mm_s`` / ``_d``), not as linked code.  The products themselves are two
@@ -40,8 +45,7 @@ from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: rows of the three-vector register tiles, and of the narrower ones
-R = 4
+#: rows of the narrower tiles (R, of the three-vector ones, is set by the vector width below)
 R2 = 8
 #: bytes of B's chunk (KB rows of N entries) kept in L1 across the row tiles
 _CHUNK_BYTES = 16384
@@ -49,15 +53,25 @@ _SYMBOLS = {types.float32: "fastnn_tile_mm_s", types.float64: "fastnn_tile_mm_d"
 _OPTS = dict(error_model="numpy", nogil=True)
 
 
-@intrinsic
-def _tile(typingctx, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs):
+def _tile_of(vl):
+    """The tile intrinsic of products whose whole vectors hold vl entries (one intrinsic
+    object per width: numba caches an intrinsic's typing by its argument types)."""
+
+    @intrinsic
+    def tile(typingctx, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs):
+        return _tile_typing(vl, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs)
+
+    return tile
+
+
+def _tile_typing(vl, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs):
     """C[c0 + r cs + v lanes + q] += sum_{p < kk} A[a0 + r ars + p aps]
     * B[b0 + p bs + v lanes + q], for r < rows, v < nv, q < lanes.
 
-    rows, nv, lanes: literal ints (lanes 0: a whole AVX2 vector, 8 float32 or 4 float64
-    entries).  The rows x nv vector sums start from zero, run in order of p as chains of
-    ``llvm.fma`` and stay in registers; each is then added to C (one IEEE add).  No
-    bounds checks: the caller keeps every index in range."""
+    rows, nv, lanes: literal ints (lanes 0: a whole vector, vl entries).  The rows x nv
+    vector sums start from zero, run in order of p as chains of ``llvm.fma`` and stay in
+    registers; each is then added to C (one IEEE add).  No bounds checks: the caller
+    keeps every index in range."""
     lits = (rows, nv, lanes)
     if not all(isinstance(x, types.IntegerLiteral) for x in lits):
         return None
@@ -67,7 +81,7 @@ def _tile(typingctx, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs)
     if dt not in _SYMBOLS or A.dtype != dt or B.dtype != dt:
         return None
     NR, NV, L = (x.literal_value for x in lits)
-    L = L or (8 if dt == types.float32 else 4)
+    L = L or vl
 
     def codegen(context, builder, sig, args):
         ft = context.get_value_type(dt)
@@ -148,16 +162,42 @@ def _tile(typingctx, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs)
     return sig, codegen
 
 
-def _make_product(VL):
-    """The product for vectors of VL entries (8: float32, 4: float64; a constant, so
-    that numba compiles only the tiles that dtype uses)."""
+def _make_product(VL, R):
+    """The product for whole vectors of VL entries (``VL`` of the dtype: a constant, so
+    that numba compiles only the tiles that width uses) and three-vector tiles of R rows."""
+    _tile = _tile_of(VL)
+
+    @njit(inline="always", **_OPTS)
+    def piece(nr, h, A, a0, ars, aps, B, b0, kk, N, C, c0):
+        """One column piece h entries wide (h < VL, a power of two) of nr (R2 or 1) rows:
+        the literal widths the tile needs, one branch each."""
+        if h == 8:
+            if nr == R2:
+                _tile(R2, 1, 8, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            else:
+                _tile(1, 1, 8, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+        elif h == 4:
+            if nr == R2:
+                _tile(R2, 1, 4, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            else:
+                _tile(1, 1, 4, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+        elif h == 2:
+            if nr == R2:
+                _tile(R2, 1, 2, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            else:
+                _tile(1, 1, 2, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+        else:
+            if nr == R2:
+                _tile(R2, 1, 1, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            else:
+                _tile(1, 1, 1, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
 
     @njit(inline="always", **_OPTS)
     def rest_tiles(nr, A, a0, ars, aps, B, b0, kk, W, N, C, c0):
         """W columns (fewer than three vectors' worth) of nr (R2 or 1) rows of C, whose
         rows (and B's) are N apart, over one chunk of p: two vectors (six rows, then two:
         12 accumulators at most) or one (eight rows, so that enough independent chains
-        hide the latency of the fused multiply-add), then 4-, 2- and 1-wide pieces."""
+        hide the latency of the fused multiply-add), then pieces VL/2, VL/4, ..., 1 wide."""
         j = 0
         if j + 2 * VL <= W:
             if nr == R2:
@@ -173,23 +213,12 @@ def _make_product(VL):
             else:
                 _tile(1, 1, 0, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
             j += VL
-        if VL == 8 and j + 4 <= W:
-            if nr == R2:
-                _tile(R2, 1, 4, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            else:
-                _tile(1, 1, 4, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            j += 4
-        if j + 2 <= W:
-            if nr == R2:
-                _tile(R2, 1, 2, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            else:
-                _tile(1, 1, 2, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            j += 2
-        if j < W:
-            if nr == R2:
-                _tile(R2, 1, 1, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            else:
-                _tile(1, 1, 1, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
+        h = VL // 2
+        while h >= 1:
+            if j + h <= W:
+                piece(nr, h, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j)
+                j += h
+            h //= 2
 
     def product(A, a0, ars, aps, M, K, B, b0, N, C, c0):
         """The body of _mm (see the module docstring), on flat arrays: the columns that
@@ -223,13 +252,30 @@ def _make_product(VL):
                                c0 + i * N + N3)
                     i += 1
 
-    # a name per dtype: compiled code is cached and linked by name
-    product.__name__ = product.__qualname__ = f"fastnn_tile_product_{VL}"
+    # a name per dtype and width: compiled code is cached and linked by name
+    product.__name__ = product.__qualname__ = f"fastnn_tile_product_{VL}_{R}"
     return njit(**_OPTS)(product)
 
 
-_product_f32 = _make_product(8)
-_product_f64 = _make_product(4)
+def _vector_bytes():
+    """Bytes of the tiles' whole vectors: 64 (AVX-512's zmm registers) where the host has
+    AVX-512F, else 32 (AVX2's ymm).  A function of the host CPU alone, as numba's on-disk
+    cache is keyed by it."""
+    features = ll.get_host_cpu_features()
+    return 64 if features.get("avx512f", False) else 32
+
+
+def products(vector_bytes):
+    """(float32 product, float64 product) for whole vectors of vector_bytes (32 or 64):
+    three-vector tiles of 6 rows (18 accumulators of AVX-512's 32 registers) or 4 (12 of
+    AVX2's 16), the faster on W3's products (bench/results/2026-11-25-vm-zen5.md)."""
+    R = 6 if vector_bytes == 64 else 4
+    return _make_product(vector_bytes // 4, R), _make_product(vector_bytes // 8, R)
+
+
+#: the width of this host's tiles
+VECTOR_BYTES = _vector_bytes()
+_product_f32, _product_f64 = products(VECTOR_BYTES)
 
 
 # the two products as C functions of pointers: _mm's external symbols (globals only, so

@@ -65,8 +65,17 @@ def _state(net):
 
 # ------------------------------------------------------------------------ the products
 
-def _product(dtype, A, a0, ars, aps, M, K, B, b0, N, C, c0):
-    """cpu_tiles' product of dtype, called through its C entry point."""
+_DIRECT = {}
+
+
+def _product(dtype, A, a0, ars, aps, M, K, B, b0, N, C, c0, width=None):
+    """cpu_tiles' product of dtype: through its C entry point (this host's vectors) when
+    width is None, else the product for vectors of `width` bytes, called directly."""
+    if width is not None:
+        if width not in _DIRECT:
+            _DIRECT[width] = T.products(width)
+        _DIRECT[width][dtype == np.float64](A, a0, ars, aps, M, K, B, b0, N, C, c0)
+        return
     T.install(dtype)
     fn_ = T._installed[T.types.float32 if dtype == np.float32 else T.types.float64]
     ptr = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
@@ -74,34 +83,56 @@ def _product(dtype, A, a0, ars, aps, M, K, B, b0, N, C, c0):
                B.size, b0, N, C.ctypes.data_as(ptr), C.size, c0)
 
 
+def _product_cases(dtype, seed=1):
+    """(N, M, K, A, a0, ars, aps, op(A), Bbuf, Cbuf) over every width N <= 32 (every tile
+    and leftover piece of both vector widths), row counts with leftover rows, sums longer
+    than a chunk, both layouts of A, and operands inside larger buffers (offsets > 0)."""
+    rng = np.random.default_rng(seed)
+    for transposed in (False, True):
+        for N in range(1, 33):
+            for M, K in [(1, 1), (7, 3), (13, 300), (29, 40), (4, 700)]:
+                if transposed:                      # A (K, M) stored, op(A) = A.T
+                    A = rng.standard_normal((K, M + 2)).astype(dtype)
+                    a0, ars, aps, opA = 1, 1, M + 2, A[:, 1:M + 1].T
+                else:
+                    A = rng.standard_normal((M, K + 3)).astype(dtype)
+                    a0, ars, aps, opA = 2, K + 3, 1, A[:, 2:K + 2]
+                Bbuf = rng.standard_normal(K * N + 5).astype(dtype)
+                Cbuf = rng.standard_normal(M * N + 4).astype(dtype)
+                yield N, M, K, A.reshape(-1), a0, ars, aps, opA, Bbuf, Cbuf
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("transposed", [False, True])
-def test_tile_products_add_the_float64_product(dtype, transposed):
-    """C += op(A) @ B for every width N <= 32 (every tile and leftover piece), row counts
-    with leftover rows, and sums longer than a chunk; C's initial values are kept."""
-    rng = np.random.default_rng(1)
-    for N in range(1, 33):
-        for M, K in [(1, 1), (7, 3), (13, 300), (29, 40), (4, 700)]:
-            # the operands inside larger buffers: offsets a0, b0, c0 > 0
-            if transposed:                      # A (K, M) stored, op(A) = A.T
-                A = rng.standard_normal((K, M + 2)).astype(dtype)
-                a0, ars, aps, opA = 1, 1, M + 2, A[:, 1:M + 1].T
-            else:
-                A = rng.standard_normal((M, K + 3)).astype(dtype)
-                a0, ars, aps, opA = 2, K + 3, 1, A[:, 2:K + 2]
-            Bbuf = rng.standard_normal(K * N + 5).astype(dtype)
-            Cbuf = rng.standard_normal(M * N + 4).astype(dtype)
-            B = Bbuf[5:].reshape(K, N)
-            want = Cbuf[4:].reshape(M, N).astype(np.float64) + (
-                opA.astype(np.float64) @ B.astype(np.float64))
-            before = Cbuf[:4].copy()
-            _product(dtype, A.reshape(-1), a0, ars, aps, M, K, Bbuf, 5, N, Cbuf, 4)
-            scale = np.abs(opA).astype(np.float64) @ np.abs(B).astype(np.float64)
-            err = np.abs(Cbuf[4:].reshape(M, N) - want) / (scale + np.abs(want) + 1e-30)
-            # chains of at most 256 terms, then one add per chunk
-            limit = (min(K, 256) + K // 256 + 2) * np.finfo(dtype).eps
-            assert err.max() <= limit, (N, M, K, err.max())
-            assert Cbuf[:4].tobytes() == before.tobytes()
+@pytest.mark.parametrize("width", [None, 32, 64])
+def test_tile_products_add_the_float64_product(dtype, width):
+    """C += op(A) @ B against float64 NumPy, for this host's vectors (None) and for AVX2's
+    (32 bytes) and AVX-512's (64; on a host without AVX-512, LLVM splits them); C's
+    entries outside the product are kept."""
+    for N, M, K, A, a0, ars, aps, opA, Bbuf, Cbuf in _product_cases(dtype):
+        B = Bbuf[5:].reshape(K, N)
+        want = Cbuf[4:].reshape(M, N).astype(np.float64) + (
+            opA.astype(np.float64) @ B.astype(np.float64))
+        before = Cbuf[:4].copy()
+        _product(dtype, A, a0, ars, aps, M, K, Bbuf, 5, N, Cbuf, 4, width)
+        scale = np.abs(opA).astype(np.float64) @ np.abs(B).astype(np.float64)
+        err = np.abs(Cbuf[4:].reshape(M, N) - want) / (scale + np.abs(want) + 1e-30)
+        # chains of at most 256 terms, then one add per chunk
+        limit = (min(K, 256) + K // 256 + 2) * np.finfo(dtype).eps
+        assert err.max() <= limit, (N, M, K, err.max())
+        assert Cbuf[:4].tobytes() == before.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tile_products_have_the_same_bits_for_both_vector_widths(dtype):
+    """Each entry is the same chain of fused multiply-adds whichever tile computes it, so
+    AVX2's and AVX-512's tiles (and this host's installed product) agree bit for bit."""
+    for N, M, K, A, a0, ars, aps, opA, Bbuf, Cbuf in _product_cases(dtype, seed=2):
+        out = []
+        for width in (None, 32, 64):
+            C = Cbuf.copy()
+            _product(dtype, A, a0, ars, aps, M, K, Bbuf, 5, N, C, 4, width)
+            out.append(C.tobytes())
+        assert out[0] == out[1] == out[2], (N, M, K)
 
 
 # ------------------------------------------------------------------ which networks

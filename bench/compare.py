@@ -544,7 +544,15 @@ def machine_info():
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         usable = os.cpu_count()
-    return {"cpu_model": cpu or platform.processor() or platform.machine(),
+    try:  # the model name alone ("AMD EPYC") does not tell a Zen 3 from a Zen 5
+        import llvmlite.binding as ll
+
+        arch = ll.get_host_cpu_name()
+        if ll.get_host_cpu_features().get("avx512f", False):
+            arch += ", AVX-512"
+    except Exception:  # pragma: no cover - llvmlite comes with numba
+        arch = None
+    return {"cpu_model": cpu or platform.processor() or platform.machine(), "cpu_arch": arch,
             "cpu_count": os.cpu_count(), "cpus_usable": usable,
             "platform": platform.platform(), "python": platform.python_version()}
 
@@ -778,7 +786,8 @@ def header(result):
                              "multi-threaded calls that wait for every thread, BLAS above all; "
                              "read the ratios with care)"
                              if peak > 0.75 * (result.get("cpus_usable") or 1) else ")"))
-    return (f"{result['date'][:10]} on `{result['machine']}` ({result['cpu_model']}, "
+    arch = f"{result['cpu_arch']}, " if result.get("cpu_arch") else ""
+    return (f"{result['date'][:10]} on `{result['machine']}` ({result['cpu_model']}, {arch}"
             f"{result['cpus_usable']} usable cores), {result['options']['threads']} threads for "
             f"every peer, {result['options']['repeat']} interleaved rounds; `{result['command']}` "
             f"took {result['elapsed_s']:.0f} s{load}. Versions: {vs}. BLAS (threadpoolctl): "

@@ -219,9 +219,8 @@ def _make_skinny_step(key):
             _mm(prev, pbase + r0 * n_in, 1, n_in, n_in, rb, work, dzo + r0 * n_out, n_out,
                 pw, off)
             for i in range(r0, r1):
-                row = dZ[i]
                 for j in range(n_out):
-                    pb[boff + j] += row[j]
+                    pb[boff + j] += dZ[i, j]
             if l > 0:
                 dz_end = dzo
                 dZ_prev = work[dz_end - m * n_in:dz_end].reshape((m, n_in))

@@ -44,7 +44,7 @@ def _make_step(key):
 
         return _make_skinny_step(key)
     from .cpu import (_BWD, _FWD, _LOSS, _SER, _adam_range, _delta_ser, _plus_penalty,
-                      _sgd_range, _ss_ser)
+                      _sgd_range, _ss_ser, _view)
 
     hidden, out_act, loss, opt = key[:4]
     fwd_hidden = _FWD[hidden][0]
@@ -61,9 +61,9 @@ def _make_step(key):
         woff = 0
         for l in range(L):
             n_in, n_out = sizes[l], sizes[l + 1]
-            W = theta[off:off + n_in * n_out].reshape((n_in, n_out))
-            b = theta[off + n_in * n_out:off + n_in * n_out + n_out]
-            A = work[woff:woff + m * n_out].reshape((m, n_out))
+            W = _view(theta, off, (n_in, n_out))
+            b = _view(theta, off + n_in * n_out, n_out)
+            A = _view(work, woff, (m, n_out))
             if l < L - 1:
                 fwd_hidden(A_prev, W, b, alpha_h, A)
             else:
@@ -72,16 +72,16 @@ def _make_step(key):
             off += n_in * n_out + n_out
             woff += m * n_out
         n_L = sizes[L]
-        A_out = work[woff:woff + m * n_L].reshape((m, n_L))
+        A_out = _view(work, woff, (m, n_L))
         dz_end = work.shape[0]           # dZ[L] is the last block, dZ[1] the first
-        dZ = work[dz_end - m * n_L:dz_end].reshape((m, n_L))
+        dZ = _view(work, dz_end - m * n_L, (m, n_L))
         J = loss_fn(A_prev, Y, alpha_o, A_out, dZ)
         if l2 != 0.0:
             ss = 0.0
             off = 0
             for l in range(L):
                 n_in, n_out = sizes[l], sizes[l + 1]
-                ss += _ss_ser(theta[off:off + n_in * n_out].reshape((n_in, n_out)))
+                ss += _ss_ser(_view(theta, off, (n_in, n_out)))
                 off += n_in * n_out + n_out
             J, pen = _plus_penalty(J, l2, m, ss)
         else:
@@ -94,18 +94,18 @@ def _make_step(key):
         for l in range(L - 1, -1, -1):
             n_in, n_out = sizes[l], sizes[l + 1]
             off -= n_in * n_out + n_out
-            W = theta[off:off + n_in * n_out].reshape((n_in, n_out))
-            dW = grad[off:off + n_in * n_out].reshape((n_in, n_out))
-            db = grad[off + n_in * n_out:off + n_in * n_out + n_out]
+            W = _view(theta, off, (n_in, n_out))
+            dW = _view(grad, off, (n_in, n_out))
+            db = _view(grad, off + n_in * n_out, n_out)
             a_end -= m * n_out           # now the end of A[l-1]
             if l > 0:
-                A_prev = work[a_end - m * n_in:a_end].reshape((m, n_in))
+                A_prev = _view(work, a_end - m * n_in, (m, n_in))
             else:
                 A_prev = X
             _delta_ser(A_prev, dZ, W, l2, dW, db)
             if l > 0:
                 dz_end -= m * n_out
-                dZ_prev = work[dz_end - m * n_in:dz_end].reshape((m, n_in))
+                dZ_prev = _view(work, dz_end - m * n_in, (m, n_in))
                 bwd_hidden(dZ, W, A_prev, alpha_h, dZ_prev)
                 dZ = dZ_prev
         if opt == OPT_SGD:
@@ -118,6 +118,8 @@ def _make_step(key):
 
 
 def _make_steps(key):
+    from .cpu import _view
+
     step = _steps()[key]
 
     def steps(X, Y, idx, first, batch, count, Xb, Yb, theta, grad, work, sizes, alpha_h,
@@ -134,8 +136,9 @@ def _make_steps(key):
                     Xb[r, j] = X[i, j]
                 for j in range(n_L):
                     Yb[r, j] = Y[i, j]
-            J, pen = step(Xb[:mb], Yb[:mb], theta, grad, work[:_work_size(mb, sizes)], sizes,
-                          alpha_h, alpha_o, l2, lr, h1, h2, eps, s1, s2, t + k)
+            J, pen = step(_view(Xb, 0, (mb, n_0)), _view(Yb, 0, (mb, n_L)), theta, grad,
+                          _view(work, 0, _work_size(mb, sizes)), sizes, alpha_h, alpha_o, l2,
+                          lr, h1, h2, eps, s1, s2, t + k)
             out[k, 0] = J
             out[k, 1] = pen
             if not math.isfinite(J):

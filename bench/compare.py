@@ -624,10 +624,16 @@ def fmt_s(s):
     return f"{s:.3g} s"
 
 
-def fmt_ratio(r):
+def fmt_ratio(r, bar=None):
+    """r as "1.23×"; with three decimals where two would round it onto the bar (a MISS
+    printed as "1.30× (≥1.3 MISS)" reads as a contradiction)."""
     if r is None or not math.isfinite(r):
         return "–"
-    return f"{r:.2f}×" if r < 100 else f"{r:.0f}×"
+    if r >= 100:
+        return f"{r:.0f}×"
+    if bar is not None and (r >= bar) != (round(r, 2) >= bar):
+        return f"{r:.3f}×"
+    return f"{r:.2f}×"
 
 
 def _cell(t):
@@ -639,7 +645,7 @@ def _cell(t):
 def _target_cell(s, against):
     for t in s.get("targets", []):
         if t["against"] == against:
-            r = fmt_ratio(t["ratio"])
+            r = fmt_ratio(t["ratio"], t["target"])
             return f"{r} (≥{t['target']:g} {t['verdict']})"
     return fmt_ratio(s.get("best_ratio" if against == "best" else "torch_ratio"))
 
@@ -721,7 +727,8 @@ def table(result):
                 lines.append(f"| {label} | {_cell(ft[r])} | {ft[r]['accuracy']:.4f} | "
                              f"{ft[r]['n_iter']} |")
             target = (f" (≥{ft['target']:g} {ft['verdict']})" if "target" in ft else "")
-            lines += ["", f"sklearn ÷ fastnn: {fmt_ratio(ft['ratio'])}{target}, over "
+            ratio = fmt_ratio(ft["ratio"], ft.get("target"))
+            lines += ["", f"sklearn ÷ fastnn: {ratio}{target}, over "
                       f"{ft['fastnn'].get('n', '?')} fits each, alternating, after an untimed "
                       f"warm-up fit each. Hyperparameters: {hp}."]
         else:
@@ -843,6 +850,13 @@ first layer, weight gradient); the ceiling is NumPy's BLAS doing exactly those G
 fastnn's step is timed as one call from Python (`Network._step_device`, what `net.step`
 runs), like every peer's; `fit` runs an epoch's steps in compiled loops, which is cheaper
 per step on small networks (see Kernels, and the full-training row).
+
+The ratios depend on the CPU. Runs up to 2026-11-24 (`bench/results/2026-11-24-*`) were
+on a Zen 3 (AVX2; OpenBLAS picks its Haswell kernels). Later runs were on a Zen 5
+(AVX-512; SkylakeX kernels), where fastnn's own tiles use AVX-512 too. Both machines
+call themselves "AMD EPYC". Results files record the microarchitecture (`cpu_arch`, since
+2026-11-25). `bench/results/2026-11-25-vm-zen5.md` has the Zen 5 runs, and for each
+missed target where the time goes.
 """
 
 

@@ -516,3 +516,30 @@ def test_set_num_threads_sets_numba_and_blas(restore_threads):
         C.linear_forward(X, W, b, K.TANH, ALPHA, A)
         R.linear_forward(X, W, b, K.TANH, ALPHA, A_r)
         assert_close(A, A_r, np.float32)
+
+
+@numba.njit
+def _views(buf, off, rows, cols):
+    """C._view's 2-D and 1-D views of buf at off, written through, and their shapes."""
+    V = C._view(buf, off, (rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            V[i, j] = 10 * i + j
+    v = C._view(buf, off + rows * cols, cols)
+    for j in range(cols):
+        v[j] = -1 - j
+    return V.shape, v.shape, V.strides
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_view_is_a_c_contiguous_window_on_the_buffer(dtype):
+    """cpu._view (the step's slices, without reference counts): a row-major window of the
+    parent's buffer at the given offset, written through to it, nothing outside touched."""
+    buf = np.zeros(30, dtype)
+    shape2, shape1, strides = _views(buf, 3, 4, 5)
+    assert shape2 == (4, 5) and shape1 == (5,)
+    assert strides == (5 * buf.itemsize, buf.itemsize)
+    want = np.zeros(30, dtype)
+    want[3:23] = (10 * np.arange(4)[:, None] + np.arange(5)).ravel()
+    want[23:28] = -1 - np.arange(5)
+    assert buf.tobytes() == want.tobytes()

@@ -169,9 +169,14 @@ def _make_product(VL, R):
 
     @njit(inline="always", **_OPTS)
     def piece(nr, h, A, a0, ars, aps, B, b0, kk, N, C, c0):
-        """One column piece h entries wide (h < VL, a power of two) of nr (R2 or 1) rows:
+        """One column piece h entries wide (h <= VL, a power of two) of nr (R2 or 1) rows:
         the literal widths the tile needs, one branch each."""
-        if h == 8:
+        if h == VL:
+            if nr == R2:
+                _tile(R2, 1, 0, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            else:
+                _tile(1, 1, 0, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+        elif h == 8:
             if nr == R2:
                 _tile(R2, 1, 8, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
             else:
@@ -196,8 +201,9 @@ def _make_product(VL, R):
     def rest_tiles(nr, A, a0, ars, aps, B, b0, kk, W, N, C, c0):
         """W columns (fewer than three vectors' worth) of nr (R2 or 1) rows of C, whose
         rows (and B's) are N apart, over one chunk of p: two vectors (six rows, then two:
-        12 accumulators at most) or one (eight rows, so that enough independent chains
-        hide the latency of the fused multiply-add), then pieces VL/2, VL/4, ..., 1 wide."""
+        12 accumulators at most), then pieces VL, VL/2, ..., 1 wide, each at most once
+        (eight rows, so that enough independent chains hide the latency of the fused
+        multiply-add)."""
         j = 0
         if j + 2 * VL <= W:
             if nr == R2:
@@ -207,13 +213,7 @@ def _make_product(VL, R):
             else:
                 _tile(1, 2, 0, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
             j += 2 * VL
-        if j + VL <= W:
-            if nr == R2:
-                _tile(R2, 1, 0, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            else:
-                _tile(1, 1, 0, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j, N)
-            j += VL
-        h = VL // 2
+        h = VL
         while h >= 1:
             if j + h <= W:
                 piece(nr, h, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j)

@@ -123,6 +123,16 @@ def _install():
 BLAS_SOURCE, _adapters = _install()
 
 
+def host_avx512():
+    """Whether the host CPU has AVX-512F, as llvmlite reads it (False where it cannot).
+    Numba keys its on-disk cache by the host CPU's features, so code compiled with this
+    as a constant is never loaded on a host where it is not true."""
+    try:
+        return bool(ll.get_host_cpu_features().get("avx512f", False))
+    except RuntimeError:   # llvmlite cannot read the features on this platform
+        return False
+
+
 # ------------------------------------------------------------------ the kernels' entry
 
 @intrinsic

@@ -261,11 +261,9 @@ def _vector_bytes():
     """Bytes of the tiles' whole vectors: 64 (AVX-512's zmm registers) where the host has
     AVX-512F, else 32 (AVX2's ymm).  A function of the host CPU alone, as numba's on-disk
     cache is keyed by it."""
-    try:
-        features = ll.get_host_cpu_features()
-    except RuntimeError:   # llvmlite cannot read them on this platform: AVX2's width
-        return 32
-    return 64 if features.get("avx512f", False) else 32
+    from .cpu_blas import host_avx512
+
+    return 64 if host_avx512() else 32
 
 
 def products(vector_bytes):

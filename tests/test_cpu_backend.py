@@ -10,6 +10,7 @@
 """
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -543,3 +544,45 @@ def test_view_is_a_c_contiguous_window_on_the_buffer(dtype):
     want[3:23] = (10 * np.arange(4)[:, None] + np.arange(5)).ravel()
     want[23:28] = -1 - np.arange(5)
     assert buf.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_squares_counts_every_entry_once(dtype):
+    """_ss_range's lanes and leftover entries: one entry 3 among zeros sums to exactly 9
+    wherever it sits, for lengths around whole multiples of the lanes."""
+    L = C._SS_LANES
+    for n in (1, L - 1, L, L + 1, 2 * L + 5, C._SS_CHUNK + L + 3):
+        for k in sorted({0, 1, n // 2, n - L - 1, n - L, n - 2, n - 1} & set(range(n))):
+            x = np.zeros(n, dtype)
+            x[k] = 3.0
+            assert C.sum_squares(x) == 9.0, (n, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_squares_is_the_float64_sum(dtype):
+    """Against the correctly rounded sum of the float64 squares, at lengths with and
+    without leftover entries (the table's float64 tolerance: the sum runs in float64)."""
+    rng = np.random.default_rng(11)
+    for n in (0, 5, 64, 100, 4096, 4096 + 37, 70001):
+        x = rand(rng, n, dtype, 3.0)
+        exact = math.fsum(float(v) * float(v) for v in x.tolist())
+        got = C.sum_squares(x)
+        assert isinstance(got, float)
+        assert_close(got, exact, np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_in,n_out", [(64, 16), (64, 17), (256, 16), (257, 16), (1, 1),
+                                        (300, 1), (16, 1)])
+def test_backward_product_on_both_sides_of_the_transposed_copy(dtype, n_in, n_out):
+    """dZ @ W.T runs on a copy of W.T for small W with at most _WT_MAX_COLS columns
+    (AVX-512 hosts): both sides of both limits equal the reference."""
+    rng = np.random.default_rng(n_in * 100 + n_out)
+    m = 37
+    dZ, W = rand(rng, (m, n_out), dtype), rand(rng, (n_in, n_out), dtype)
+    A_prev = rand(rng, (m, n_in), dtype)
+    for act in (K.IDENTITY, K.TANH):
+        out, out_r = np.empty((m, n_in), dtype), np.empty((m, n_in), dtype)
+        C.activation_backward(dZ, W, A_prev, act, ALPHA, out)
+        R.activation_backward(dZ, W, A_prev, act, ALPHA, out_r)
+        assert_close(out, out_r, dtype)

@@ -509,6 +509,38 @@ def test_the_direct_indicators_are_the_label_binarizers(fit_on, y, dtype):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("y", [
+    np.random.default_rng(0).integers(0, 10, 200),                      # multiclass
+    np.array([7, 3, 3, 7, 7], np.int8), np.array([2, 0, 1, 2], np.uint8),
+    np.array([5, 5, 5], np.int32),                                       # one class
+    np.array([1, 0], np.uint64), np.array([-4, 9, -4], np.int16),
+    np.array([True, True, False]), np.array([False, False]),
+    np.array([2**62, -2**62, 0], np.int64),
+])
+def test_the_direct_labels_are_the_label_binarizers(y):
+    """The integer-target fast path of _validate_input: the same binarizer as
+    LabelBinarizer().fit(y) (attributes, dtype of classes_, transform and its inverse),
+    and None, i.e. scikit-learn's checks, for every other kind of target."""
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.multiclass import type_of_target
+
+    from fastnn.sklearn import _fitted_binarizer, _integer_labels
+
+    want = LabelBinarizer().fit(y)
+    labels = _integer_labels(y)
+    assert labels[0] == type_of_target(y) == want.y_type_
+    got = _fitted_binarizer(*labels)
+    assert got.sparse_input_ is want.sparse_input_ is False
+    assert got.classes_.dtype == want.classes_.dtype
+    np.testing.assert_array_equal(got.classes_, want.classes_)
+    np.testing.assert_array_equal(got.transform(y), want.transform(y))
+    T = want.transform(y).astype(float)
+    np.testing.assert_array_equal(got.inverse_transform(T), want.inverse_transform(T))
+    for other in (y.astype(float), y.reshape(-1, 1), y.astype(str), list(y), y[:0],
+                  np.stack([y, y], axis=1)):
+        assert _integer_labels(other) is None
+
+
 # ---------------------------------------------------------------- review findings
 
 @pytest.mark.parametrize("case", ["partial_fit with early_stopping", "too small a split",

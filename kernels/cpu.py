@@ -385,8 +385,9 @@ def _add_bias_rows(A, b, r0, r1):
 
 @njit(**_LOOP)
 def _sum8(t):
-    """sum of t in float64: 8 interleaved accumulators (vectorizable without reassociation),
-    combined in a fixed order."""
+    """sum of t in float64: 8 interleaved accumulators, combined in a fixed order.  LLVM
+    keeps them as 8 scalar chains (it does not vectorize them: see _ss_range, which
+    needed an intrinsic); enough for the loss's blocks of at most _LOSS_BLOCK terms."""
     n = t.shape[0]
     n8 = n - n % 8
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0

@@ -154,7 +154,9 @@ def _integer_labels(y):
     non-empty 1-D NumPy array of integers or booleans, whose type is "binary" (at most two
     distinct values) or "multiclass" and whose labels are its sorted distinct values, of
     its dtype.  None for anything else (the caller then runs scikit-learn's checks, which
-    take ~0.35 ms a call: a few % of a small fit, most of a small partial_fit)."""
+    take ~0.35 ms a call: a few % of a small fit, most of a small partial_fit).  Like
+    scikit-learn's own MLPClassifier, which does not run check_classification_targets,
+    this never warns that many distinct integer labels look like a regression target."""
     if type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in "iub" or not y.size:
         return None
     classes = np.unique(y)

@@ -541,6 +541,25 @@ def test_the_direct_labels_are_the_label_binarizers(y):
         assert _integer_labels(other) is None
 
 
+def test_many_integer_classes_warn_as_sklearns_estimator_does():
+    """Over half of more than 20 integer targets distinct: scikit-learn's
+    check_classification_targets would warn of a regression target, but its
+    MLPClassifier does not run that check; neither does the fast path."""
+    X = np.random.default_rng(0).random((30, 3))
+    y = np.arange(30) % 20
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(X, y)
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        SkMLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(X, y)
+
+    def regression_warnings(ws):
+        return [str(w.message) for w in ws if "regression problem" in str(w.message)]
+
+    assert regression_warnings(ours) == regression_warnings(theirs)
+
+
 # ---------------------------------------------------------------- review findings
 
 @pytest.mark.parametrize("case", ["partial_fit with early_stopping", "too small a split",

@@ -167,35 +167,25 @@ def _make_product(VL, R):
     that numba compiles only the tiles that width uses) and three-vector tiles of R rows."""
     _tile = _tile_of(VL)
 
-    @njit(inline="always", **_OPTS)
-    def piece(nr, h, A, a0, ars, aps, B, b0, kk, N, C, c0):
-        """One column piece h entries wide (h <= VL, a power of two) of nr (R2 or 1) rows:
-        the literal widths the tile needs, one branch each."""
-        if h == VL:
-            if nr == R2:
-                _tile(R2, 1, 0, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+    def piece_of(rows):
+        @njit(inline="always", **_OPTS)
+        def piece(h, A, a0, ars, aps, B, b0, kk, N, C, c0):
+            """One column piece h entries wide (h <= VL, a power of two) of `rows` rows:
+            the literal widths the tile needs, one branch each."""
+            if h == VL:
+                _tile(rows, 1, 0, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            elif h == 8:
+                _tile(rows, 1, 8, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            elif h == 4:
+                _tile(rows, 1, 4, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+            elif h == 2:
+                _tile(rows, 1, 2, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
             else:
-                _tile(1, 1, 0, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-        elif h == 8:
-            if nr == R2:
-                _tile(R2, 1, 8, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-            else:
-                _tile(1, 1, 8, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-        elif h == 4:
-            if nr == R2:
-                _tile(R2, 1, 4, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-            else:
-                _tile(1, 1, 4, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-        elif h == 2:
-            if nr == R2:
-                _tile(R2, 1, 2, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-            else:
-                _tile(1, 1, 2, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-        else:
-            if nr == R2:
-                _tile(R2, 1, 1, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
-            else:
-                _tile(1, 1, 1, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+                _tile(rows, 1, 1, A, a0, ars, aps, B, b0, kk, N, C, c0, N)
+
+        return piece
+
+    piece_r2, piece_1 = piece_of(R2), piece_of(1)
 
     @njit(inline="always", **_OPTS)
     def rest_tiles(nr, A, a0, ars, aps, B, b0, kk, W, N, C, c0):
@@ -216,7 +206,10 @@ def _make_product(VL, R):
         h = VL
         while h >= 1:
             if j + h <= W:
-                piece(nr, h, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j)
+                if nr == R2:
+                    piece_r2(h, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j)
+                else:
+                    piece_1(h, A, a0, ars, aps, B, b0 + j, kk, N, C, c0 + j)
                 j += h
             h //= 2
 

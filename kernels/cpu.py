@@ -50,6 +50,10 @@ from numba.extending import intrinsic, overload
 from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, MAE, MSE, RELU, SIGMOID, SOFTMAX,
                TANH)
 from .cpu_blas import BLAS_SOURCE, _gemm, host_avx512  # noqa: F401 - BLAS_SOURCE: API
+from .cpu_long import install as _install_long
+from .cpu_long import long_forward, long_gradient, long_rows
+
+_install_long()     # before any kernel below is compiled or loaded: they call its symbols
 
 #: no "reassoc": a parallel kernel's loop body is compiled into a gufunc that exists twice,
 #: its own compiled copy and a copy linked into (and optimized again with) the kernel; the
@@ -877,6 +881,26 @@ def _bwd_rows_of(act):
     return bwd_rows
 
 
+@njit(**_LOOP)
+def _times_w(X, W, A, add):
+    """A = X @ W (+ A when add): cpu_long's product along long rows where ``long_rows``
+    says so (the shape and the host decide, so every kernel gets the same bits), else
+    one ?gemm."""
+    if long_rows(X.shape[0], X.shape[1], W.shape[1], X.itemsize):
+        long_forward(X, W, A, add)
+    else:
+        _gemm(X, W, A, False, False, 1.0 if add else 0.0)
+
+
+@njit(**_LOOP)
+def _xt_times(X, dZ, dW, add):
+    """dW = X.T @ dZ (+ dW when add), chosen as _times_w."""
+    if long_rows(X.shape[0], X.shape[1], dZ.shape[1], X.itemsize):
+        long_gradient(X, dZ, dW, add)
+    else:
+        _gemm(X, dZ, dW, True, False, 1.0 if add else 0.0)
+
+
 def _make_fwd(act):
     """(serial, parallel) A = g(X @ W + b) for one activation code."""
     if act == IDENTITY:
@@ -886,7 +910,7 @@ def _make_fwd(act):
             for i in range(A.shape[0]):     # A = b, then A += X @ W: no pass after BLAS
                 for j in range(A.shape[1]):
                     A[i, j] = b[j]
-            _gemm(X, W, A, False, False, 1.0)
+            _times_w(X, W, A, True)
 
         return fwd_identity, fwd_identity
 
@@ -895,13 +919,13 @@ def _make_fwd(act):
     @njit(**_SER)
     @_named(act)
     def fwd_ser(X, W, b, alpha, A):
-        _gemm(X, W, A, False, False, 0.0)
+        _times_w(X, W, A, False)
         rows(A, b, alpha, 0, A.shape[0])
 
     @njit(**_PAR)
     @_named(act)
     def fwd_par(X, W, b, alpha, A):
-        _gemm(X, W, A, False, False, 0.0)
+        _times_w(X, W, A, False)
         m = A.shape[0]
         nch = _nchunks(m, 4)
         for c in prange(nch):
@@ -1045,7 +1069,7 @@ def _delta_ser(X, dZ, W, l2, dW, db):
     n_in = dW.shape[0]
     if l2 != 0.0:                      # dW = (l2/m) W, then dW += X.T @ dZ
         _scaled_rows(dW, W, _like(l2 / X.shape[0], dW), 0, n_in)
-    _gemm(X, dZ, dW, True, False, 1.0 if l2 != 0.0 else 0.0)
+    _xt_times(X, dZ, dW, l2 != 0.0)
     _colsum(dZ, db, 0, dZ.shape[1])
 
 
@@ -1064,7 +1088,7 @@ def _delta_par(X, dZ, W, l2, dW, db):
         else:
             k = c - nr
             _colsum(dZ, db, k * n_out // nc, (k + 1) * n_out // nc)
-    _gemm(X, dZ, dW, True, False, 1.0 if l2 != 0.0 else 0.0)
+    _xt_times(X, dZ, dW, l2 != 0.0)
 
 
 # ----------------------------------------------------------------------- sum_squares

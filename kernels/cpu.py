@@ -50,10 +50,7 @@ from numba.extending import intrinsic, overload
 from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, MAE, MSE, RELU, SIGMOID, SOFTMAX,
                TANH)
 from .cpu_blas import BLAS_SOURCE, _gemm, host_avx512  # noqa: F401 - BLAS_SOURCE: API
-from .cpu_long import install as _install_long
-from .cpu_long import long_forward, long_gradient, long_rows
-
-_install_long()     # before any kernel below is compiled or loaded: they call its symbols
+from .cpu_long import long_forward, long_gradient, long_rows  # installs their symbols
 
 #: no "reassoc": a parallel kernel's loop body is compiled into a gufunc that exists twice,
 #: its own compiled copy and a copy linked into (and optimized again with) the kernel; the

@@ -39,6 +39,9 @@ Compile time: as ``cpu_tiles``' products, the two products are ``cfunc``s (per d
 whose symbols (``fastnn_long_fwd_s`` ...) are registered by ``install()``, which runs
 before any kernel that calls them is compiled or loaded; the kernels hold one call each.
 """
+import ctypes
+import os
+
 import llvmlite.binding as ll
 import numpy as np
 from llvmlite import ir
@@ -437,13 +440,16 @@ _installed = {}
 
 def install():
     """Compile (or load from numba's on-disk cache) the products of both dtypes and
-    register their symbols with LLVM; idempotent.  kernels/cpu.py calls it at import,
-    before any kernel that calls them is compiled or loaded."""
+    register their symbols with LLVM; idempotent.  Runs when this module is imported,
+    before any code that calls them can be compiled or loaded (an unregistered symbol
+    would be a jump to address 0)."""
     if _installed:
         return
     from numba.np.ufunc.parallel import _launch_threads
 
-    _launch_threads()                    # registers get_num_threads (see _num_threads)
+    _launch_threads()                    # registers get_num_threads (see _threads)
+    ll.add_symbol("fastnn_long_parallel", ctypes.addressof(_PARALLEL))
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     for dt, fns in ((types.float32, (_fwd_f32, _grad_f32)), (types.float64, (_fwd_f64, _grad_f64))):
         P, i = types.CPointer(dt), types.int64
         sigs = (types.void(P, i, i, P, i, P, P, i, i, i), types.void(P, i, i, P, i, P, i, i, i))
@@ -513,43 +519,75 @@ def _gradient_call(typingctx, X, dZ, dW, flags, s0, s1):
     return types.none(X, dZ, dW, flags, s0, s1), codegen
 
 
+#: 1 while the products may run on several threads, 0 in a child process forked after
+#: numba's GNU OpenMP pool was started (OpenMP cannot be used again there: numba stops the
+#: child); compiled code reads it as the external symbol fastnn_long_parallel
+_PARALLEL = ctypes.c_int64(1)
+
+
 @intrinsic
-def _num_threads(typingctx):
-    """numba's thread count, from its threading layer's C function (as numba's parallel
-    loops read it: its get_num_threads() reads it through a ctypes pointer, which keeps
-    a function from numba's on-disk cache)."""
+def _threads(typingctx):
+    """The threads the products may use: numba's thread count (read from its threading
+    layer's C function, as numba's own parallel loops read it: numba.get_num_threads()
+    goes through a ctypes pointer, which keeps a function out of the on-disk cache), or
+    1 where _PARALLEL is 0."""
     def codegen(context, builder, sig, args):
-        fnty = ir.FunctionType(cgutils.intp_t, [])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads")
-        return builder.call(fn, [])
+        mod = builder.module
+        fn = cgutils.get_or_insert_function(mod, ir.FunctionType(cgutils.intp_t, []),
+                                            "get_num_threads")
+        flag = mod.globals.get("fastnn_long_parallel")
+        if flag is None:
+            flag = ir.GlobalVariable(mod, ir.IntType(64), "fastnn_long_parallel")
+            flag.linkage = "external"
+        n = builder.call(fn, [])
+        one = ir.Constant(cgutils.intp_t, 1)
+        return builder.select(builder.icmp_signed("!=", builder.load(flag), ir.Constant(
+            ir.IntType(64), 0)), n, one)
 
     return types.intp(), codegen
 
 
 @njit(parallel=True, cache=True, **_OPTS)
 def long_forward(X, W, A, add):
-    """A = X @ W (+ A when add), after install(): one share of the rows (whole tiles of
-    4) per thread."""
+    """A = X @ W (+ A when add): one share of the rows (whole tiles of 4) per thread."""
     m = X.shape[0]
     N = W.shape[1]
     VL = VECTOR_BYTES // X.itemsize
     P = np.empty(m * N * VL, X.dtype)
-    nt = max(1, min(_num_threads(), m // 4))
+    nt = max(1, min(_threads(), m // 4))
     f = 1 if add else 0
-    for t in prange(nt):
-        _forward_call(X, W, P, A, f, t * (m // 4) // nt * 4,
-                      m if t == nt - 1 else (t + 1) * (m // 4) // nt * 4)
+    if nt == 1:
+        _forward_call(X, W, P, A, f, 0, m)
+    else:
+        for t in prange(nt):
+            _forward_call(X, W, P, A, f, t * (m // 4) // nt * 4,
+                          m if t == nt - 1 else (t + 1) * (m // 4) // nt * 4)
 
 
 @njit(parallel=True, cache=True, **_OPTS)
 def long_gradient(X, dZ, dW, add):
-    """dW = X.T @ dZ (+ dW when add), after install(): one share of X's column blocks per
-    thread."""
+    """dW = X.T @ dZ (+ dW when add): one share of X's column blocks per thread."""
     K = X.shape[1]
     VL = VECTOR_BYTES // X.itemsize
     CW = 4 * VL
     nb = (K - K % VL + CW - 1) // CW
-    nt = max(1, min(_num_threads(), nb))
+    nt = max(1, min(_threads(), nb))
     f = 1 if add else 0
-    for t in prange(nt):
-        _gradient_call(X, dZ, dW, f, t * nb // nt, (t + 1) * nb // nt)
+    if nt == 1:
+        _gradient_call(X, dZ, dW, f, 0, nb)
+    else:
+        for t in prange(nt):
+            _gradient_call(X, dZ, dW, f, t * nb // nt, (t + 1) * nb // nt)
+
+
+def _after_fork_in_child():
+    import numba
+
+    try:
+        if numba.threading_layer() == "omp":
+            _PARALLEL.value = 0
+    except ValueError:                   # no threading layer started: nothing to avoid
+        pass
+
+
+install()

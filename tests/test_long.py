@@ -3,6 +3,9 @@ against float64 NumPy within their summation-order bounds, on awkward shapes (ro
 columns and vector lanes left over); the entries around the output untouched; the bits
 against the thread count; the in-register transpose; which shapes the kernels route
 there, and the kernels on such shapes against the reference backend."""
+import multiprocessing
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from fastnn.kernels import cpu_long as L
 from fastnn.kernels import reference as R
 from fastnn.kernels import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, run_in_threads
 
 #: (m, K, N): tiles of 4 rows and 5 columns with rows and columns left over, K below,
 #: at and above whole vectors and blocks, N across one and two vectors
@@ -169,3 +172,52 @@ def test_kernels_on_long_rows_equal_the_reference(m, K, N):
         assert_close(out[0][0], dW_r, dtype)
         assert_close(out[0][1], db_r, dtype)
         assert out[0][0].tobytes() == out[1][0].tobytes()
+
+
+# ------------------------------------------------------------ threads and processes
+
+def _w2_like(seed, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((41, 4100)).astype(dtype)
+    W = rng.standard_normal((4100, 20)).astype(dtype)
+    dZ = rng.standard_normal((41, 20)).astype(dtype)
+    return X, W, dZ
+
+
+def _products(X, W, dZ):
+    A, dW = np.empty((X.shape[0], W.shape[1]), X.dtype), np.empty_like(W)
+    L.long_forward(X, W, A, False)
+    L.long_gradient(X, dZ, dW, False)
+    return A.tobytes() + dW.tobytes()
+
+
+def _in_child(queue):
+    queue.put(_products(*_w2_like(8)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_computes_the_same_bits():
+    """After the products ran on several threads here, a forked child runs them too (on
+    one thread where numba's pool is GNU OpenMP, which a forked child cannot use) and
+    gets the same bits."""
+    want = _products(*_w2_like(8))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_in_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert got == want
+
+
+def test_threads_may_run_the_products_at_once():
+    want = [_products(*_w2_like(s)) for s in range(4)]
+    got = [None] * 4
+
+    def work(i):
+        for _ in range(3):
+            got[i] = _products(*_w2_like(i))
+
+    assert run_in_threads(work, 4) == []
+    assert got == want

@@ -15,10 +15,13 @@ Design:
   over the output (bias + activation, activation derivative, L2 term + bias gradient).
   Loop-nest products of our own lost to OpenBLAS at every workload shape, the tiny and
   skinny ones included (e.g. 209x20x7: 19 us vs 2.8 us; 32x16x16: 3.2 us vs 0.9 us; only
-  32x2x16 won, 0.6 vs 1.1 us), so there are none here.  Register-tiled vector-FMA
-  kernels win only where a skinny layer meets a large batch (bench/results/
-  2026-11-24-vm-own-gemm.md, ...-vm-skinny-tiles.md); networks made of such layers take
-  their own step and inference, with no BLAS at all (``cpu_skinny.py``, ``cpu_tiles.py``).
+  32x2x16 won, 0.6 vs 1.1 us).  Register-tiled vector-FMA kernels win where a skinny
+  layer meets a large batch (bench/results/2026-11-24-vm-own-gemm.md,
+  ...-vm-skinny-tiles.md): networks made of such layers take their own step and
+  inference, with no BLAS at all (``cpu_skinny.py``, ``cpu_tiles.py``); and where a
+  skinny layer meets long input rows (float32, <= 24 units, >= 4096 inputs: the first
+  layer of 64x64 images), whose two products every kernel here takes from
+  ``cpu_long.py`` instead of ?gemm (``_times_w``, ``_xt_times``).
 * Kernels are specialised on the activation / loss code (closures over a constant, built
   on first use; numba prunes the other branches before compiling), so that a network
   compiles only what it uses and each compiled function stays small (cold compile time).
@@ -32,8 +35,9 @@ Design:
 * Deterministic, bitwise, across calls and processes (cold or warm cache), and across
   thread counts for everything but the BLAS products (OpenBLAS splits a float32 product
   differently with its thread count, changing the last bits; float64 agreed in every shape
-  tried): no ``prange`` reductions; sums run over chunks fixed by the shape alone and add
-  the partial sums in chunk order, the serial variant over the same chunks; no fastmath
+  tried; cpu_long's products do not depend on it): no ``prange`` reductions; sums run
+  over chunks fixed by the shape alone and add the partial sums in chunk order, the
+  serial variant over the same chunks; no fastmath
   flag that lets two compiled copies of the same code round differently (``_FM``,
   ``_LOOP``, ``_SCALAR``).
 * Loops run over views starting at index 0 (``_flat``, slices): a loop from a runtime
@@ -1158,7 +1162,8 @@ def _adam_par(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
 # parallel variant, below it to the serial one.
 #
 # Measured on the 2-core target (AMD EPYC, OpenBLAS 0.3.30 pthreads, numba's OpenMP
-# layer): a numba parallel region run between multithreaded OpenBLAS calls loses to the
+# layer; fastnn now depends on TBB, numba's first choice of layer, for cpu_long's
+# products, and these thresholds were not measured again under it): a numba parallel region run between multithreaded OpenBLAS calls loses to the
 # serial variant at every size tried (64K to 4M entries), by 1.2x to 9x per training step:
 # OpenBLAS's idle workers spin (yielding) for ~0.1 s after each call and GOMP's workers spin
 # without yielding, so the two pools take the second core from each other (4 ms scheduler

@@ -1,46 +1,56 @@
 """Products along long rows (cpu backend): a skinny layer on wide inputs, such as the
 first layer of a network on 64x64x3 images (K = 12288 inputs, N = 20 units).
 
-    forward(X, W, A, add)       A = X @ W  (+ A when add)      X (m, K), W (K, N), A (m, N)
-    gradient(X, dZ, dW, add)    dW = X.T @ dZ  (+ dW when add)   dZ (m, N), dW (K, N)
+    long_forward(X, W, A, add)       A = X @ W  (+ A when add)      X (m, K), W (K, N), A (m, N)
+    long_gradient(X, dZ, dW, add)    dW = X.T @ dZ  (+ dW when add)   dZ (m, N), dW (K, N)
 
-all C-contiguous, one float dtype, N <= MAX_WIDTH.  ``long_rows(m, K, N, dtype)`` says
-when the cpu kernels take these instead of BLAS: a function of the shape and the host
-alone, so the per-kernel step and the one-call step compute the same bits.
+all C-contiguous, one float dtype (shapes checked by the callers).  ``long_rows(m, K, N,
+itemsize)`` says when the cpu kernels take these instead of BLAS (``_times_w`` and
+``_xt_times`` of cpu.py): float32, N <= MAX_WIDTH, K >= MIN_K, m >= MIN_M, W of at least
+MIN_W_BYTES, an AVX-512 host and numba's TBB threading layer.  It depends on the shape,
+the host and the threading layer alone, so the per-kernel step and the one-call step
+compute the same bits.
 
 Why: with N this small, OpenBLAS's kernels fill a third of their vectors with padding
-(20 columns = one 16-lane vector and a quarter of another) and run the two 12288-deep
+(20 columns = one 16-lane vector and a quarter of another) and ran the two 12288-deep
 products of the 64x64 images' step at about half the machine's peak
 (bench/results/2026-11-25-vm-zen5-digits.md).  Here every vector lane does useful work:
 
 * forward: dot products along the rows of X.  W is transposed a block of KB rows at a
-  time into an L1 scratch WT (N, KB) (in-register 16x16 transposes, ``_transpose``); then
+  time into an L1 scratch WT (N, KB) (VL x VL transposes in registers, ``_transpose``);
   tiles of 4 rows of X by 5 rows of WT keep 20 vector accumulators (9 loads per 20 fused
   multiply-adds), added into lane sums P (m, N, VL) that stay in L2.  Lane q of P[i, j]
   is one chain of ``llvm.fma`` over k = q, q + VL, ... < Kv = K - K % VL, in order of k,
-  from zero; A[i, j] = the VL lanes summed by halving (q + VL/2, then /4 ...) then the
-  k >= Kv terms added in order.
+  from zero; A[i, j] = the VL lanes summed by halving (lane q + VL/2 into q, then VL/4
+  ...), then the k >= Kv terms added in order.
 * gradient: dW.T in blocks of 4 vectors of X's columns by 5 of dZ's: 20 accumulators,
   4 loads and 5 broadcasts per 20 fused multiply-adds; each entry is one chain of
-  ``llvm.fma`` over the m examples, in order, from zero (the same chain in a scalar loop
-  for the K - Kv columns left over).  The block is transposed back into dW's rows through
-  an L1 scratch.
+  ``llvm.fma`` over the m examples, in order, from zero (a multiply and an add per term
+  for the K - Kv columns left over).  The block goes back into dW's rows through an L1
+  scratch and the same transposes.
 
 Every entry is one fixed chain of operations whichever tile, block or thread computes
-it, so the bits depend on the shape alone, not on the thread count.  The rows (forward)
-or the column blocks (gradient) are split over numba's threads.
+it: the bits depend on the shape alone, not on the thread count.  The rows (forward) or
+the column blocks (gradient) are split into a few shares per thread, which numba's
+threads take; each share of the forward transposes W for itself (the blocks stay in L1).
 
-Vectors: 64 bytes (AVX-512's zmm: VL = 16 float32 or 8 float64).  ``long_rows`` is true
-only on hosts with AVX-512F; elsewhere LLVM splits each vector into two and the 20
-accumulators no longer fit the registers (the functions stay correct; tests call them on
-any host).
+Threads: only under TBB (``_PARALLEL``).  GNU OpenMP's idle workers spin and stall
+OpenBLAS's threads (a 12288-20-512-10 step took 11 ms against 1.5 ms), and a child
+forked after OpenMP started cannot use it; the workqueue layer cannot serve two Python
+threads at once.  Under another layer the kernels keep BLAS, and the functions, called
+directly, run on one thread.
 
-Compile time: as ``cpu_tiles``' products, the two products are ``cfunc``s (per dtype)
-whose symbols (``fastnn_long_fwd_s`` ...) are registered by ``install()``, which runs
-before any kernel that calls them is compiled or loaded; the kernels hold one call each.
+Vectors: 64 bytes (AVX-512's zmm: VL = 16 float32 or 8 float64).  Elsewhere LLVM splits
+each vector in two and the 20 accumulators no longer fit the registers; the functions
+stay correct there (tests call them on any host), but the kernels keep BLAS.
+
+Compile time: as ``cpu_tiles``' products, the heavy code is ``cfunc``s (per dtype) whose
+symbols (``fastnn_long_fwd_s`` ...) the two small parallel drivers call; ``install()``
+compiles them, or loads them from numba's on-disk cache, and registers the symbols when
+this module is imported, before any code that calls them can be compiled or loaded.
+Linked into each kernel that calls them, they would be optimized again per kernel.
 """
 import ctypes
-import os
 
 import llvmlite.binding as ll
 import numpy as np
@@ -56,7 +66,7 @@ VECTOR_BYTES = 64
 #: the kernels take these products (``long_rows``) for float32 layers of at most
 #: MAX_WIDTH units, at least MIN_K inputs and MIN_W_BYTES of weights, and batches of at
 #: least MIN_M rows: where they won against OpenBLAS on the target (bench/results/
-#: 2026-11-25-vm-zen5-long-rows.md); float64 won less reliably and is left to BLAS
+#: 2026-11-25-vm-zen5-long-rows.md); float64 won less reliably and stays with BLAS
 MAX_WIDTH = 24
 MIN_K = 4096
 MIN_W_BYTES = 128 * 1024
@@ -76,9 +86,9 @@ _AVX512 = host_avx512()
 @njit(inline="always", **_OPTS)
 def long_rows(m, K, N, itemsize):
     """Whether the cpu kernels compute X @ W and X.T @ dZ (X (m, K), W (K, N), entries of
-    itemsize bytes) here: a function of the shape and the host alone."""
+    itemsize bytes) here: a function of the shape, the host and numba's threading layer."""
     return (_AVX512 and itemsize == 4 and N <= MAX_WIDTH and K >= MIN_K and m >= MIN_M
-            and K * N * itemsize >= MIN_W_BYTES)
+            and K * N * itemsize >= MIN_W_BYTES and _parallel())
 
 
 # --------------------------------------------------------------------- vector intrinsics
@@ -447,9 +457,11 @@ def install():
         return
     from numba.np.ufunc.parallel import _launch_threads
 
+    import numba
+
     _launch_threads()                    # registers get_num_threads (see _threads)
+    _PARALLEL.value = 1 if numba.threading_layer() == "tbb" else 0
     ll.add_symbol("fastnn_long_parallel", ctypes.addressof(_PARALLEL))
-    os.register_at_fork(after_in_child=_after_fork_in_child)
     for dt, fns in ((types.float32, (_fwd_f32, _grad_f32)), (types.float64, (_fwd_f64, _grad_f64))):
         P, i = types.CPointer(dt), types.int64
         sigs = (types.void(P, i, i, P, i, P, P, i, i, i), types.void(P, i, i, P, i, P, i, i, i))
@@ -519,42 +531,58 @@ def _gradient_call(typingctx, X, dZ, dW, flags, s0, s1):
     return types.none(X, dZ, dW, flags, s0, s1), codegen
 
 
-#: 1 while the products may run on several threads, 0 in a child process forked after
-#: numba's GNU OpenMP pool was started (OpenMP cannot be used again there: numba stops the
-#: child); compiled code reads it as the external symbol fastnn_long_parallel
-_PARALLEL = ctypes.c_int64(1)
+#: 1 where numba's threading layer is TBB, else 0; compiled code reads it as the external
+#: symbol fastnn_long_parallel.  Only TBB serves these products: GNU OpenMP's idle
+#: workers spin, which took a 12288-20-512-10 step from 1.5 to 11 ms by stalling
+#: OpenBLAS's threads, and a child forked after it started cannot use it; the workqueue
+#: layer cannot serve two Python threads at once
+_PARALLEL = ctypes.c_int64(0)
+
+
+def _flag(builder):
+    mod = builder.module
+    flag = mod.globals.get("fastnn_long_parallel")
+    if flag is None:
+        flag = ir.GlobalVariable(mod, ir.IntType(64), "fastnn_long_parallel")
+        flag.linkage = "external"
+    return builder.icmp_signed("!=", builder.load(flag), ir.Constant(ir.IntType(64), 0))
+
+
+@intrinsic
+def _parallel(typingctx):
+    """Whether the products may run on numba's threads (_PARALLEL)."""
+    def codegen(context, builder, sig, args):
+        return _flag(builder)
+
+    return types.boolean(), codegen
 
 
 @intrinsic
 def _threads(typingctx):
-    """The threads the products may use: numba's thread count (read from its threading
-    layer's C function, as numba's own parallel loops read it: numba.get_num_threads()
-    goes through a ctypes pointer, which keeps a function out of the on-disk cache), or
-    1 where _PARALLEL is 0."""
+    """The threads the products use: numba's thread count where _PARALLEL (read from its
+    threading layer's C function, as numba's own parallel loops read it: its
+    get_num_threads() goes through a ctypes pointer, which keeps a function out of the
+    on-disk cache), else 1."""
     def codegen(context, builder, sig, args):
-        mod = builder.module
-        fn = cgutils.get_or_insert_function(mod, ir.FunctionType(cgutils.intp_t, []),
-                                            "get_num_threads")
-        flag = mod.globals.get("fastnn_long_parallel")
-        if flag is None:
-            flag = ir.GlobalVariable(mod, ir.IntType(64), "fastnn_long_parallel")
-            flag.linkage = "external"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(cgutils.intp_t, []), "get_num_threads")
         n = builder.call(fn, [])
-        one = ir.Constant(cgutils.intp_t, 1)
-        return builder.select(builder.icmp_signed("!=", builder.load(flag), ir.Constant(
-            ir.IntType(64), 0)), n, one)
+        return builder.select(_flag(builder), n, ir.Constant(cgutils.intp_t, 1))
 
     return types.intp(), codegen
 
 
 @njit(parallel=True, cache=True, **_OPTS)
 def long_forward(X, W, A, add):
-    """A = X @ W (+ A when add): one share of the rows (whole tiles of 4) per thread."""
+    """A = X @ W (+ A when add): the rows in shares of whole tiles of 4, two shares per
+    thread (TBB's threads steal shares: with one each, a thread that woke late left its
+    share to the other, 356 against 295 us a W2 forward); each share transposes W for
+    itself."""
     m = X.shape[0]
     N = W.shape[1]
     VL = VECTOR_BYTES // X.itemsize
     P = np.empty(m * N * VL, X.dtype)
-    nt = max(1, min(_threads(), m // 4))
+    nt = max(1, min(2 * _threads(), m // 4))
     f = 1 if add else 0
     if nt == 1:
         _forward_call(X, W, P, A, f, 0, m)
@@ -566,28 +594,18 @@ def long_forward(X, W, A, add):
 
 @njit(parallel=True, cache=True, **_OPTS)
 def long_gradient(X, dZ, dW, add):
-    """dW = X.T @ dZ (+ dW when add): one share of X's column blocks per thread."""
+    """dW = X.T @ dZ (+ dW when add): X's column blocks in four shares per thread."""
     K = X.shape[1]
     VL = VECTOR_BYTES // X.itemsize
     CW = 4 * VL
     nb = (K - K % VL + CW - 1) // CW
-    nt = max(1, min(_threads(), nb))
+    nt = max(1, min(4 * _threads(), nb))
     f = 1 if add else 0
     if nt == 1:
         _gradient_call(X, dZ, dW, f, 0, nb)
     else:
         for t in prange(nt):
             _gradient_call(X, dZ, dW, f, t * nb // nt, (t + 1) * nb // nt)
-
-
-def _after_fork_in_child():
-    import numba
-
-    try:
-        if numba.threading_layer() == "omp":
-            _PARALLEL.value = 0
-    except ValueError:                   # no threading layer started: nothing to avoid
-        pass
 
 
 install()

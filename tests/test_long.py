@@ -125,7 +125,10 @@ def test_transpose_writes_exactly_its_block(dtype, add):
 
 # ------------------------------------------------------------- the kernels' routing
 
-@pytest.mark.skipif(not L._AVX512, reason="the kernels route long rows only on AVX-512")
+ROUTED = L._AVX512 and L._PARALLEL.value == 1
+
+
+@pytest.mark.skipif(not ROUTED, reason="the kernels route long rows only on AVX-512, under TBB")
 def test_which_shapes_take_the_long_products():
     assert L.long_rows(209, 12288, 20, 4)          # the 64x64 images' first layer (W2)
     assert L.long_rows(8, 4096, 24, 4)
@@ -143,14 +146,15 @@ ACTS = [IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX]
 @pytest.mark.parametrize("m,K,N", [(16, 4096, 20), (9, 4103, 24), (13, 6000, 7)])
 def test_kernels_on_long_rows_equal_the_reference(m, K, N):
     """Both variants of the forward and delta kernels, on shapes the rule routes to the
-    long products (on AVX-512 hosts), against the reference; the two variants bit-equal."""
+    long products (on AVX-512 hosts, under TBB), against the reference; the two variants
+    bit-equal."""
     dtype = np.float32
     rng = np.random.default_rng(K + N)
     X = rng.standard_normal((m, K)).astype(dtype)
     W = (rng.standard_normal((K, N)) / 40).astype(dtype)
     b = rng.standard_normal(N).astype(dtype)
     dZ = rng.standard_normal((m, N)).astype(dtype)
-    assert L.long_rows(m, K, N, 4) == L._AVX512
+    assert L.long_rows(m, K, N, 4) == ROUTED
     for act in ACTS:
         out = []
         for variant in (0, 1):
@@ -197,9 +201,8 @@ def _in_child(queue):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_computes_the_same_bits():
-    """After the products ran on several threads here, a forked child runs them too (on
-    one thread where numba's pool is GNU OpenMP, which a forked child cannot use) and
-    gets the same bits."""
+    """After the products ran here (on several threads under TBB), a forked child runs
+    them too and gets the same bits."""
     want = _products(*_w2_like(8))
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()

@@ -7,7 +7,7 @@ first layer of a network on 64x64x3 images (K = 12288 inputs, N = 20 units).
 all C-contiguous, one float dtype (shapes checked by the callers).  ``long_rows(m, K, N,
 itemsize)`` says when the cpu kernels take these instead of BLAS (``_times_w`` and
 ``_xt_times`` of cpu.py): float32, N <= MAX_WIDTH, K >= MIN_K, m >= MIN_M, W of at least
-MIN_W_BYTES, an AVX-512 host and numba's TBB threading layer.  It depends on the shape,
+MIN_W_BYTES, m K N >= MIN_WORK, an AVX-512 host and numba's TBB threading layer.  It depends on the shape,
 the host and the threading layer alone, so the per-kernel step and the one-call step
 compute the same bits.
 
@@ -31,8 +31,9 @@ products of the 64x64 images' step at about half the machine's peak
 
 Every entry is one fixed chain of operations whichever tile, block or thread computes
 it: the bits depend on the shape alone, not on the thread count.  The rows (forward) or
-the column blocks (gradient) are split into a few shares per thread, which numba's
-threads take; each share of the forward transposes W for itself (the blocks stay in L1).
+the column blocks (gradient) are split into shares that numba's threads take: one per
+thread for the forward, each transposing W for itself (the blocks stay in L1), four per
+thread for the gradient.
 
 Threads: only under TBB (``_PARALLEL``).  GNU OpenMP's idle workers spin and stall
 OpenBLAS's threads (a 12288-20-512-10 step took 11 ms against 1.5 ms), and a child
@@ -71,6 +72,9 @@ MAX_WIDTH = 24
 MIN_K = 4096
 MIN_W_BYTES = 128 * 1024
 MIN_M = 8
+#: ... and products of at least MIN_WORK multiply-adds (m K N): below it, waking TBB's
+#: second thread costs more than the product gains (64x12288x20: 225 us vs BLAS's 150)
+MIN_WORK = 1 << 25
 #: bytes of the forward's WT block kept in L1 (KB rows of W), measured best at 20-25 KB
 _WT_BYTES = 25600
 _OPTS = dict(error_model="numpy", nogil=True)
@@ -88,7 +92,7 @@ def long_rows(m, K, N, itemsize):
     """Whether the cpu kernels compute X @ W and X.T @ dZ (X (m, K), W (K, N), entries of
     itemsize bytes) here: a function of the shape, the host and numba's threading layer."""
     return (_AVX512 and itemsize == 4 and N <= MAX_WIDTH and K >= MIN_K and m >= MIN_M
-            and K * N * itemsize >= MIN_W_BYTES and _parallel())
+            and K * N * itemsize >= MIN_W_BYTES and m * K * N >= MIN_WORK and _parallel())
 
 
 # --------------------------------------------------------------------- vector intrinsics
@@ -320,6 +324,15 @@ def _transpose(typingctx, ADD, S, s0, ss, nr, D, d0, ds, nc):
 
 # ------------------------------------------------------------------------- the products
 
+@njit(inline="always", **_OPTS)
+def _aligned(buf, n):
+    """The n entries of buf (n + VL allocated) from its first 64-byte boundary: the
+    scratches are read and written in whole vectors, which would each straddle two cache
+    lines from a 16- or 32-byte boundary."""
+    o = (-(buf.ctypes.data // buf.itemsize)) % (VECTOR_BYTES // buf.itemsize)
+    return buf[o:o + n]
+
+
 def _make(VL):
     """(forward, gradient) for vectors of VL entries (per dtype: a constant)."""
     CW = 4 * VL                                  # the gradient's block of X's columns
@@ -336,7 +349,7 @@ def _make(VL):
         Wf = W.reshape(W.size)
         NVL = N * VL
         P[r0 * NVL:r1 * NVL] = 0
-        WT = np.empty(N * KB, X.dtype)
+        WT = _aligned(np.empty(N * KB + VL, X.dtype), N * KB)
         R4 = r0 + (r1 - r0) // 4 * 4
         C5 = N - N % 5
         for kb in range(0, Kv, KB):
@@ -383,7 +396,7 @@ def _make(VL):
         Xf = X.reshape(X.size)
         dZf = dZ.reshape(dZ.size)
         dWf = dW.reshape(dW.size)
-        T = np.empty(N * CW, X.dtype)
+        T = _aligned(np.empty(N * CW + VL, X.dtype), N * CW)
         C5 = N - N % 5
         for blk in range(c0, c1):
             k0 = blk * CW
@@ -574,15 +587,14 @@ def _threads(typingctx):
 
 @njit(parallel=True, cache=True, **_OPTS)
 def long_forward(X, W, A, add):
-    """A = X @ W (+ A when add): the rows in shares of whole tiles of 4, two shares per
-    thread (TBB's threads steal shares: with one each, a thread that woke late left its
-    share to the other, 356 against 295 us a W2 forward); each share transposes W for
-    itself."""
+    """A = X @ W (+ A when add): the rows in one share of whole tiles of 4 per thread;
+    each share transposes W for itself (two shares per thread were faster called back to
+    back, 295 against 356 us, but slower inside W2's step, 830-860 against 590-600 us)."""
     m = X.shape[0]
     N = W.shape[1]
     VL = VECTOR_BYTES // X.itemsize
-    P = np.empty(m * N * VL, X.dtype)
-    nt = max(1, min(2 * _threads(), m // 4))
+    P = _aligned(np.empty(m * N * VL + VL, X.dtype), m * N * VL)
+    nt = max(1, min(_threads(), m // 4))
     f = 1 if add else 0
     if nt == 1:
         _forward_call(X, W, P, A, f, 0, m)
@@ -594,7 +606,8 @@ def long_forward(X, W, A, add):
 
 @njit(parallel=True, cache=True, **_OPTS)
 def long_gradient(X, dZ, dW, add):
-    """dW = X.T @ dZ (+ dW when add): X's column blocks in four shares per thread."""
+    """dW = X.T @ dZ (+ dW when add): X's column blocks in four shares per thread (TBB's
+    threads take them as they come; one each took W2's step from 590-600 to 880 us)."""
     K = X.shape[1]
     VL = VECTOR_BYTES // X.itemsize
     CW = 4 * VL

@@ -131,7 +131,9 @@ ROUTED = L._AVX512 and L._PARALLEL.value == 1
 @pytest.mark.skipif(not ROUTED, reason="the kernels route long rows only on AVX-512, under TBB")
 def test_which_shapes_take_the_long_products():
     assert L.long_rows(209, 12288, 20, 4)          # the 64x64 images' first layer (W2)
-    assert L.long_rows(8, 4096, 24, 4)
+    assert L.long_rows(400, 4096, 24, 4)
+    assert L.long_rows(1000, 4096, 10, 4)
+    assert not L.long_rows(64, 12288, 20, 4)       # fewer multiply-adds than MIN_WORK
     assert not L.long_rows(209, 12288, 20, 8)      # float64: BLAS
     assert not L.long_rows(209, 12288, 25, 4)      # wider than MAX_WIDTH
     assert not L.long_rows(209, 4095, 20, 4)       # rows shorter than MIN_K
@@ -143,7 +145,7 @@ def test_which_shapes_take_the_long_products():
 ACTS = [IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX]
 
 
-@pytest.mark.parametrize("m,K,N", [(16, 4096, 20), (9, 4103, 24), (13, 6000, 7)])
+@pytest.mark.parametrize("m,K,N", [(410, 4096, 20), (343, 4103, 24), (801, 6000, 7)])
 def test_kernels_on_long_rows_equal_the_reference(m, K, N):
     """Both variants of the forward and delta kernels, on shapes the rule routes to the
     long products (on AVX-512 hosts, under TBB), against the reference; the two variants

@@ -857,7 +857,9 @@ on a Zen 3 (AVX2; OpenBLAS picks its Haswell kernels). Later runs were on a Zen 
 call themselves "AMD EPYC". Results files record the microarchitecture (`cpu_arch`, since
 2026-11-25). `bench/results/2026-11-25-vm-zen5.md` has the Zen 5 runs, and for each
 missed target where the time goes; `bench/results/2026-11-25-vm-zen5-digits.md` the
-changes behind runs O and P (P is the table below), and the misses after them.
+changes behind runs O and P, and the misses after them;
+`bench/results/2026-11-25-vm-zen5-long-rows.md` W2's own products and run Q (the table
+below).
 """
 
 

@@ -1163,10 +1163,11 @@ def _adam_par(theta, grad, m1, m2, lr, beta1, beta2, eps, t):
 #
 # Measured on the 2-core target (AMD EPYC, OpenBLAS 0.3.30 pthreads, numba's OpenMP
 # layer; fastnn now depends on TBB, numba's first choice of layer, for cpu_long's
-# products, and these thresholds were not measured again under it): a numba parallel region run between multithreaded OpenBLAS calls loses to the
-# serial variant at every size tried (64K to 4M entries), by 1.2x to 9x per training step:
-# OpenBLAS's idle workers spin (yielding) for ~0.1 s after each call and GOMP's workers spin
-# without yielding, so the two pools take the second core from each other (4 ms scheduler
+# products, and these thresholds were not measured again under it): a numba parallel
+# region run between multithreaded OpenBLAS calls loses to the serial variant at every
+# size tried (64K to 4M entries), by 1.2x to 9x per training step: OpenBLAS's idle
+# workers spin (yielding) for ~0.1 s after each call and GOMP's workers spin without
+# yielding, so the two pools take the second core from each other (4 ms scheduler
 # stalls).  In isolation the parallel variants do win (e.g. Adam on 2.1M params: 1184 ->
 # 471 us, sigmoid-BCE loss on 50K entries: 361 -> 205 us), so they are kept, tested, and
 # used only for outputs so large (16M entries) that the contention cannot dominate.  On a

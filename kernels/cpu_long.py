@@ -7,9 +7,9 @@ first layer of a network on 64x64x3 images (K = 12288 inputs, N = 20 units).
 all C-contiguous, one float dtype (shapes checked by the callers).  ``long_rows(m, K, N,
 itemsize)`` says when the cpu kernels take these instead of BLAS (``_times_w`` and
 ``_xt_times`` of cpu.py): float32, N <= MAX_WIDTH, K >= MIN_K, m >= MIN_M, W of at least
-MIN_W_BYTES, m K N >= MIN_WORK, an AVX-512 host and numba's TBB threading layer.  It depends on the shape,
-the host and the threading layer alone, so the per-kernel step and the one-call step
-compute the same bits.
+MIN_W_BYTES, m K N >= MIN_WORK, an AVX-512 host and numba's TBB threading layer.  It
+depends on the shape, the host and the threading layer alone, so the per-kernel step and
+the one-call step compute the same bits.
 
 Why: with N this small, OpenBLAS's kernels fill a third of their vectors with padding
 (20 columns = one 16-lane vector and a quarter of another) and ran the two 12288-deep
@@ -38,8 +38,11 @@ thread for the gradient.
 Threads: only under TBB (``_PARALLEL``).  GNU OpenMP's idle workers spin and stall
 OpenBLAS's threads (a 12288-20-512-10 step took 11 ms against 1.5 ms), and a child
 forked after OpenMP started cannot use it; the workqueue layer cannot serve two Python
-threads at once.  Under another layer the kernels keep BLAS, and the functions, called
-directly, run on one thread.
+threads at once.  OpenBLAS's own workers spin after a product large enough for two
+threads and slow TBB's the same way: a long skinny layer followed by wide ones loses
+5-12% against BLAS alone (12288-20-512-10), which a rule on one layer's shape cannot
+see.  Under another layer the kernels keep BLAS, and the functions, called directly, run
+on one thread.
 
 Vectors: 64 bytes (AVX-512's zmm: VL = 16 float32 or 8 float64).  Elsewhere LLVM splits
 each vector in two and the 20 accumulators no longer fit the registers; the functions
@@ -191,8 +194,11 @@ def _loop(vec, n, carried, body):
     return phis
 
 
-def _arrays_ok(*arrays):
-    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
+def _arrays_ok(*arrays, ndims=None):
+    """C-contiguous arrays of one float dtype, 1-D (or of the given ndims)."""
+    ndims = ndims or (1,) * len(arrays)
+    if not all(isinstance(a, types.Array) and a.ndim == d and a.layout == "C"
+               for a, d in zip(arrays, ndims)):
         return False
     dt = arrays[0].dtype
     return dt in _SYMBOLS and all(a.dtype == dt for a in arrays)
@@ -484,25 +490,11 @@ def install():
             _installed[name] = compiled      # keeps the machine code alive
 
 
-def _args(context, builder, sig, args, arrays, ints):
-    """The data pointers of the 2-D or 1-D arrays args[i], i in arrays, then the int64
-    values of args[i], i in ints."""
-    out = [context.make_array(sig.args[i])(context, builder, args[i]).data for i in arrays]
-    return out + [context.cast(builder, args[i], sig.args[i], types.int64) for i in ints]
-
-
-def _same_float(arrays, ndims):
-    if not all(isinstance(a, types.Array) and a.ndim == d and a.layout == "C"
-               for a, d in zip(arrays, ndims)):
-        return False
-    return arrays[0].dtype in _SYMBOLS and all(a.dtype == arrays[0].dtype for a in arrays)
-
-
 @intrinsic
 def _forward_call(typingctx, X, W, P, A, flags, s0, s1):
     """One call to the installed forward of the arrays' dtype: rows s0:s1 (flags: 1 add),
     P the lane sums, m N VL entries."""
-    if not _same_float((X, W, P, A), (2, 2, 1, 2)):
+    if not _arrays_ok(X, W, P, A, ndims=(2, 2, 1, 2)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -510,7 +502,8 @@ def _forward_call(typingctx, X, W, P, A, flags, s0, s1):
         ptr = context.get_value_type(X.dtype).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [ptr, i64, i64, ptr, i64, ptr, ptr, i64, i64, i64])
         fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[X.dtype][0])
-        xp, wp, tp, ap, f, a0, a1 = _args(context, builder, sig, args, (0, 1, 2, 3), (4, 5, 6))
+        xp, wp, tp, ap = _data(context, builder, sig, args, (0, 1, 2, 3))
+        f, a0, a1 = _ints(context, builder, sig, args, (4, 5, 6))
         xa = context.make_array(X)(context, builder, args[0])
         m, K = cgutils.unpack_tuple(builder, xa.shape, 2)
         wa = context.make_array(W)(context, builder, args[1])
@@ -525,7 +518,7 @@ def _forward_call(typingctx, X, W, P, A, flags, s0, s1):
 def _gradient_call(typingctx, X, dZ, dW, flags, s0, s1):
     """One call to the installed gradient of the arrays' dtype (flags: 1 add), column
     blocks s0:s1."""
-    if not _same_float((X, dZ, dW), (2, 2, 2)):
+    if not _arrays_ok(X, dZ, dW, ndims=(2, 2, 2)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -533,7 +526,8 @@ def _gradient_call(typingctx, X, dZ, dW, flags, s0, s1):
         ptr = context.get_value_type(X.dtype).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [ptr, i64, i64, ptr, i64, ptr, i64, i64, i64])
         fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[X.dtype][1])
-        xp, dp, gp, f, a0, a1 = _args(context, builder, sig, args, (0, 1, 2), (3, 4, 5))
+        xp, dp, gp = _data(context, builder, sig, args, (0, 1, 2))
+        f, a0, a1 = _ints(context, builder, sig, args, (3, 4, 5))
         xa = context.make_array(X)(context, builder, args[0])
         m, K = cgutils.unpack_tuple(builder, xa.shape, 2)
         da = context.make_array(dZ)(context, builder, args[1])

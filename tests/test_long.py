@@ -19,9 +19,9 @@ from fastnn.kernels import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from conftest import DTYPES, assert_close, run_in_threads
 
 #: (m, K, N): tiles of 4 rows and 5 columns with rows and columns left over, K below,
-#: at and above whole vectors and blocks, N across one and two vectors
+#: at and above whole vectors and blocks, N across one and two vectors, many rows
 SHAPES = [(1, 1, 1), (3, 15, 4), (4, 16, 5), (5, 17, 6), (9, 64, 20), (13, 65, 24),
-          (17, 130, 32), (8, 4099, 21), (33, 700, 11), (2, 2000, 3)]
+          (17, 130, 32), (8, 4099, 21), (33, 700, 11), (2, 2000, 3), (1100, 130, 7)]
 PAD = 7
 
 

@@ -858,8 +858,8 @@ call themselves "AMD EPYC". Results files record the microarchitecture (`cpu_arc
 2026-11-25). `bench/results/2026-11-25-vm-zen5.md` has the Zen 5 runs, and for each
 missed target where the time goes; `bench/results/2026-11-25-vm-zen5-digits.md` the
 changes behind runs O and P, and the misses after them;
-`bench/results/2026-11-25-vm-zen5-long-rows.md` W2's own products and run Q (the table
-below).
+`bench/results/2026-11-25-vm-zen5-long-rows.md` W2's own products and runs Q and R (R is
+the table below).
 """
 
 

@@ -885,8 +885,8 @@ def _bwd_rows_of(act):
 @njit(**_LOOP)
 def _times_w(X, W, A, add):
     """A = X @ W (+ A when add): cpu_long's product along long rows where ``long_rows``
-    says so (the shape and the host decide, so every kernel gets the same bits), else
-    one ?gemm."""
+    says so (the shape, the host and numba's threading layer decide, so every kernel
+    gets the same bits), else one ?gemm."""
     if long_rows(X.shape[0], X.shape[1], W.shape[1], X.itemsize):
         long_forward(X, W, A, add)
     else:

@@ -53,6 +53,7 @@ from numba.extending import intrinsic, overload
 
 from . import (BCE, CROSS_ENTROPY, IDENTITY, LEAKY_RELU, MAE, MSE, RELU, SIGMOID, SOFTMAX,
                TANH)
+from ._codegen import counted_loop
 from .cpu_blas import BLAS_SOURCE, _gemm, host_avx512  # noqa: F401 - BLAS_SOURCE: API
 from .cpu_long import long_forward, long_gradient, long_rows  # installs their symbols
 
@@ -726,29 +727,16 @@ def _sq_lanes(typingctx, x, R, acc):
         n = context.cast(builder, args[1], sig.args[1], types.int64)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vd, [vd] * 3),
                                              f"llvm.fma.v{L}f64")
-        pre = builder.block
-        head = builder.append_basic_block("sq.head")
-        body = builder.append_basic_block("sq.body")
-        done = builder.append_basic_block("sq.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        r = builder.phi(i64)
-        s = builder.phi(vd)
-        r.add_incoming(ir.Constant(i64, 0), pre)
-        s.add_incoming(ir.Constant(vd, [0.0] * L), pre)
-        builder.cbranch(builder.icmp_signed("<", r, n), body, done)
-        builder.position_at_end(body)
-        ptr = builder.bitcast(builder.gep(xp, [builder.mul(r, ir.Constant(i64, L))]),
-                              vx.as_pointer())
-        v = builder.load(ptr, align=context.get_abi_sizeof(ft))
-        if x.dtype == types.float32:
-            v = builder.fpext(v, vd)
-        s_next = builder.call(fma, [v, v, s])
-        r_next = builder.add(r, ir.Constant(i64, 1))
-        r.add_incoming(r_next, body)
-        s.add_incoming(s_next, body)
-        builder.branch(head)
-        builder.position_at_end(done)
+
+        def step(r, vals):
+            ptr = builder.bitcast(builder.gep(xp, [builder.mul(r, ir.Constant(i64, L))]),
+                                  vx.as_pointer())
+            v = builder.load(ptr, align=context.get_abi_sizeof(ft))
+            if x.dtype == types.float32:
+                v = builder.fpext(v, vd)
+            return [builder.call(fma, [v, v, vals[0]])]
+
+        s, = counted_loop(builder, n, [(ir.Constant(vd, [0.0] * L), vd)], step, "sq")
         builder.store(s, builder.bitcast(ap, vd.as_pointer()), align=8)
         return context.get_dummy_value()
 

@@ -63,6 +63,7 @@ from numba import carray, cfunc, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._codegen import counted_loop
 from .cpu_blas import host_avx512
 
 #: bytes of each vector (AVX-512)
@@ -164,36 +165,6 @@ def _data(context, builder, sig, args, idx):
     return [context.make_array(sig.args[i])(context, builder, args[i]).data for i in idx]
 
 
-def _loop(vec, n, carried, body):
-    """Emit ``for t in range(n)`` (t: i64) carrying the values `carried` (list of
-    (initial value, type)); body(t, values) returns the next values.  Returns the values
-    after the loop."""
-    b = vec.b
-    pre = b.block
-    head = b.append_basic_block("long.head")
-    loop = b.append_basic_block("long.body")
-    done = b.append_basic_block("long.done")
-    b.branch(head)
-    b.position_at_end(head)
-    t = b.phi(vec.i64)
-    t.add_incoming(vec.const(0), pre)
-    phis = []
-    for init, ty in carried:
-        phi = b.phi(ty)
-        phi.add_incoming(init, pre)
-        phis.append(phi)
-    b.cbranch(b.icmp_signed("<", t, n), loop, done)
-    b.position_at_end(loop)
-    nxt = body(t, phis)
-    blk = b.block
-    t.add_incoming(b.add(t, vec.const(1)), blk)
-    for phi, val in zip(phis, nxt):
-        phi.add_incoming(val, blk)
-    b.branch(head)
-    b.position_at_end(done)
-    return phis
-
-
 def _arrays_ok(*arrays, ndims=None):
     """C-contiguous arrays of one float dtype, 1-D (or of the given ndims)."""
     ndims = ndims or (1,) * len(arrays)
@@ -231,7 +202,8 @@ def _dot_tile(typingctx, R, C, X, x0, xs, WT, w0, ws, nv, P, p0, ps):
             return [builder.call(vec.fma, [xv[r], wv[k], acc[r * NC + k]])
                     for r in range(NR) for k in range(NC)]
 
-        acc = _loop(vec, nvv, [(vec.load(p), vec.vt) for p in pptr], body)
+        acc = counted_loop(builder, nvv, [(vec.load(p), vec.vt) for p in pptr], body,
+                           "dot")
         for p, a in zip(pptr, acc):
             vec.store(a, p)
         return context.get_dummy_value()
@@ -266,8 +238,8 @@ def _grad_tile(typingctx, C, V, dZ, d0, ds, X, x0, xs, m, T, t0, ts):
                 nxt.extend(builder.call(vec.fma, [d, xv[v], acc[k * NV + v]]) for v in range(NV))
             return [builder.add(xpos, xsv), builder.add(dpos, dsv)] + nxt
 
-        out = _loop(vec, mv, [(x0v, vec.i64), (d0v, vec.i64)]
-                    + [(zero, vec.vt)] * (NC * NV), body)
+        out = counted_loop(builder, mv, [(x0v, vec.i64), (d0v, vec.i64)]
+                           + [(zero, vec.vt)] * (NC * NV), body, "grad")
         for k in range(NC):
             for v in range(NV):
                 vec.store(out[2 + k * NV + v], vec.at(tp, t0v, builder.mul(c(k), tsv), c(v * VL)))

@@ -173,8 +173,8 @@ def _work_size(m, sizes):
 def _sources_digest():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256()
-    for name in ("__init__.py", "cpu.py", "cpu_blas.py", "cpu_long.py", "cpu_step.py",
-                 "cpu_skinny.py", "cpu_tiles.py"):
+    for name in ("__init__.py", "_codegen.py", "cpu.py", "cpu_blas.py", "cpu_long.py",
+                 "cpu_step.py", "cpu_skinny.py", "cpu_tiles.py"):
         with open(os.path.join(here, name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()

@@ -45,6 +45,8 @@ from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._codegen import counted_loop
+
 #: rows of the narrower tiles (R, of the three-vector ones, is set by the vector width below)
 R2 = 8
 #: bytes of B's chunk (KB rows of N entries) kept in L1 across the row tiles
@@ -111,45 +113,25 @@ def _tile_typing(vl, rows, nv, lanes, A, a0, ars, aps, B, b0, kk, bs, C, c0, cs)
         def const(v):
             return ir.Constant(i64, v)
 
-        pre = builder.block
-        head = builder.append_basic_block("tile.head")
-        body = builder.append_basic_block("tile.body")
-        done = builder.append_basic_block("tile.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        p = builder.phi(i64)
-        p.add_incoming(const(0), pre)
-        apos = builder.phi(i64)
-        apos.add_incoming(a0v, pre)
-        bpos = builder.phi(i64)
-        bpos.add_incoming(b0v, pre)
-        acc = []
-        for _ in range(NR * NV):
-            phi = builder.phi(vt)
-            phi.add_incoming(ir.Constant(vt, None), pre)
-            acc.append(phi)
-        builder.cbranch(builder.icmp_signed("<", p, kkv), body, done)
+        def step(p, vals):
+            apos, bpos, acc = vals[0], vals[1], vals[2:]
+            bv = [vload(builder.gep(bp, [builder.add(bpos, const(v * L))])) for v in range(NV)]
+            nxt = []
+            for r in range(NR):
+                x = builder.load(builder.gep(ap, [builder.add(apos, builder.mul(const(r), arsv))]))
+                if L > 1:
+                    x = builder.insert_element(ir.Constant(vt, ir.Undefined), x,
+                                               ir.Constant(i32, 0))
+                    x = builder.shuffle_vector(x, ir.Constant(vt, ir.Undefined),
+                                               ir.Constant(ir.VectorType(i32, L), [0] * L))
+                for v in range(NV):
+                    nxt.append(builder.call(fma, [x, bv[v], acc[r * NV + v]]))
+            return [builder.add(apos, apsv), builder.add(bpos, bsv)] + nxt
 
-        builder.position_at_end(body)
-        bv = [vload(builder.gep(bp, [builder.add(bpos, const(v * L))])) for v in range(NV)]
-        nxt = []
-        for r in range(NR):
-            x = builder.load(builder.gep(ap, [builder.add(apos, builder.mul(const(r), arsv))]))
-            if L > 1:
-                x = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(i32, 0))
-                x = builder.shuffle_vector(x, ir.Constant(vt, ir.Undefined),
-                                           ir.Constant(ir.VectorType(i32, L), [0] * L))
-            for v in range(NV):
-                nxt.append(builder.call(fma, [x, bv[v], acc[r * NV + v]]))
-        blk = builder.block
-        p.add_incoming(builder.add(p, const(1)), blk)
-        apos.add_incoming(builder.add(apos, apsv), blk)
-        bpos.add_incoming(builder.add(bpos, bsv), blk)
-        for phi, val in zip(acc, nxt):
-            phi.add_incoming(val, blk)
-        builder.branch(head)
+        out = counted_loop(builder, kkv, [(a0v, i64), (b0v, i64)]
+                           + [(ir.Constant(vt, None), vt)] * (NR * NV), step, "tile")
+        acc = out[2:]
 
-        builder.position_at_end(done)
         for r in range(NR):
             row = builder.add(c0v, builder.mul(const(r), csv))
             for v in range(NV):
